@@ -1,0 +1,9 @@
+"""Subcommands of `telemetry` for the loadtest package."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Adds this package's subcommands (none yet)."""

@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, logging, the health and metrics server, topic names, backoff."""

@@ -1,0 +1,32 @@
+"""Kafka topic names from the data contract (DESIGN.md, "Data contract v1")."""
+
+RAW = "telemetry.raw"
+ENRICHED = "telemetry.enriched"
+DLQ = "telemetry.dlq"
+METADATA = "devices.metadata"
+
+#: name -> (partitions, extra topic config). All share one partition count so Faust can
+#: co-partition streams and tables by device_id. `devices.metadata` is compacted so the
+#: latest tags of every device survive forever while old versions are cleaned.
+CONTRACT_TOPICS: dict[str, tuple[int, dict[str, str]]] = {
+    RAW: (6, {}),
+    ENRICHED: (6, {}),
+    DLQ: (6, {}),
+    METADATA: (6, {"cleanup.policy": "compact"}),
+}
+
+#: Kafka header names carried on every record.
+HEADER_TRACE_ID = "trace_id"
+HEADER_INGEST_TIME = "ingest_time_ms"
+
+#: Internal hand-off topics between processor agents (not part of the outside contract):
+#: each agent commits its input offsets only after its output is in Kafka, so a crash between
+#: agents loses nothing. Derived-metric agents write to DERIVED, which the sinks also read.
+VALIDATED = "telemetry.validated"
+NORMALIZED = "telemetry.normalized"
+DERIVED = "telemetry.derived"
+INTERNAL_TOPICS: dict[str, tuple[int, dict[str, str]]] = {
+    VALIDATED: (6, {}),
+    NORMALIZED: (6, {}),
+    DERIVED: (6, {}),
+}

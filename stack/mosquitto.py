@@ -1,0 +1,106 @@
+"""Mosquitto from Debian's packages, with persistence and password authentication."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import subprocess
+import threading
+
+import paho.mqtt.client as mqtt
+
+from stack.debian import ensure_debian_packages
+from stack.processes import start_process, wait_until
+from stack.service import Service
+
+
+class Mosquitto(Service):
+    name = "mosquitto"
+    port_setting = "TELEMETRY_STACK_MQTT_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.settings.stack_mqtt_port
+
+    @property
+    def address(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def version(self) -> str:
+        try:
+            out = subprocess.run(
+                [self._binary(), "-h"], capture_output=True, text=True, timeout=10
+            ).stdout
+        except OSError:
+            return "not installed"
+        m = re.search(r"version (\S+)", out)
+        return m.group(1) if m else "unknown"
+
+    def _binary(self) -> str:
+        return ensure_debian_packages("mosquitto", ["mosquitto", "mosquitto-clients"], self.settings)
+
+    def install(self) -> None:
+        self._binary()
+
+    def launch(self) -> None:
+        binary = self._binary()
+        data = self.run_dir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        passwd = self.run_dir / "passwd"
+        subprocess.run(
+            ["mosquitto_passwd", "-b", "-c", str(passwd),
+             self.creds.mqtt_username, self.creds.mqtt_password],
+            check=True, capture_output=True,
+        )
+        passwd.chmod(0o600)
+        conf = self.run_dir / "mosquitto.conf"
+        conf.write_text(
+            f"""# written by `telemetry stack up`
+user {getpass.getuser()}
+listener {self.port} 127.0.0.1
+allow_anonymous false
+password_file {passwd}
+persistence true
+persistence_location {data}/
+autosave_interval 10
+max_queued_messages 100000
+max_inflight_messages 100
+log_dest file {self.log_file}
+log_type error
+log_type warning
+log_type notice
+log_type information
+connection_messages true
+"""
+        )
+        start_process([binary, "-c", str(conf)], self.pid_file, self.run_dir / "stdout.log")
+
+    def is_ready(self) -> bool:
+        return connack_code(self.port, self.creds.mqtt_username, self.creds.mqtt_password) == 0
+
+    def wait_ready(self) -> None:
+        wait_until(self.is_ready, 30, "mosquitto", self.pid_file, self.log_file)
+
+
+def connack_code(port: int, username: str, password: str, timeout: float = 5.0) -> int | None:
+    """Connects with MQTT 3.1.1 and returns the CONNACK reason code (0 = accepted)."""
+    result: list[int] = []
+    got = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client.username_pw_set(username, password)
+
+    def on_connect(c: mqtt.Client, u: object, flags: object, rc: object, props: object) -> None:
+        result.append(int(getattr(rc, "value", rc)))  # type: ignore[call-overload]
+        got.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect("127.0.0.1", port, keepalive=10)
+    except OSError:
+        return None
+    client.loop_start()
+    got.wait(timeout)
+    client.loop_stop()
+    client.disconnect()
+    return result[0] if result else None
