@@ -35,7 +35,8 @@ class SchemaVersion:
         self.version = version
         self.raw: dict[str, Any] = json.loads(path.read_text())
         self.parsed = parse_schema(self.raw, _write_hint=False)
-        self.name: str = self.parsed["name"]
+        name, namespace = str(self.raw["name"]), self.raw.get("namespace")
+        self.name: str = f"{namespace}.{name}" if namespace and "." not in name else name
         canonical = to_parsing_canonical_form(self.raw)
         # fastavro's hex is already the spec's little-endian byte order.
         self.fingerprint: bytes = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))

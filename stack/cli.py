@@ -11,7 +11,7 @@ from stack.local_stack import LocalStack
 from stack.processes import StackError
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stack", help="the local stack of real servers (Mosquitto, Kafka, InfluxDB)")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("up", help="install on first use, start, wait until ready").set_defaults(

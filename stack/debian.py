@@ -12,7 +12,9 @@ from stack.settings import StackSettings
 
 def ensure_debian_packages(binary: str, packages: list[str], settings: StackSettings) -> str:
     """Returns the binary's path, running `apt-get install` first if it is missing."""
-    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
+    path = shutil.which(binary) or (
+        f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None
+    )
     if path:
         return path
     if shutil.which("apt-get") is None:
@@ -27,7 +29,9 @@ def ensure_debian_packages(binary: str, packages: list[str], settings: StackSett
         log,
         env=env,
     )
-    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
+    path = shutil.which(binary) or (
+        f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None
+    )
     if not path:
         raise StackError(f"apt-get installed {packages} but {binary} is still not found")
     return path

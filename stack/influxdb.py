@@ -47,7 +47,8 @@ class InfluxDB(Service):
             return
         if shutil.which("go") is None or shutil.which("cargo") is None:
             raise StackError("building influxd needs Go and Rust (cargo) on PATH")
-        shutil.which("pkg-config") or self._apt_pkg_config()
+        if shutil.which("pkg-config") is None:
+            self._apt_pkg_config()
         self.build_dir.mkdir(parents=True, exist_ok=True)
         log = self.install_log
         env = {
@@ -60,12 +61,17 @@ class InfluxDB(Service):
         run_step(
             f"downloading Go module {MODULE}@{self.version}",
             ["go", "mod", "download", "-json", f"{MODULE}@{self.version}"],
-            log, env=env, cwd=self.build_dir,
+            log,
+            env=env,
+            cwd=self.build_dir,
         )
         module_dir = Path(
             subprocess.run(
                 ["go", "list", "-m", "-f", "{{.Dir}}", f"{MODULE}@{self.version}"],
-                capture_output=True, text=True, check=True, cwd=self.build_dir,
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=self.build_dir,
                 env={**os.environ, **env},
             ).stdout.strip()
         )
@@ -82,17 +88,29 @@ class InfluxDB(Service):
         run_step(
             f"installing influxdata pkg-config wrapper {pkg_config_version}",
             ["go", "install", f"github.com/influxdata/pkg-config@{pkg_config_version}"],
-            log, env={**env, "GOBIN": str(tools)}, cwd=src,
+            log,
+            env={**env, "GOBIN": str(tools)},
+            cwd=src,
         )
         build_env = {**env, "PATH": f"{tools}:{os.environ['PATH']}"}
         argv = ["go", "build", "-o", str(self.build_dir / "influxd.tmp"), "./cmd/influxd"]
         try:
-            run_step("compiling influxd with Flux (Go + Rust via cargo)", argv, log,
-                     env=build_env, cwd=src)
+            run_step(
+                "compiling influxd with Flux (Go + Rust via cargo)",
+                argv,
+                log,
+                env=build_env,
+                cwd=src,
+            )
         except StackError:
             say("retrying with RUSTFLAGS=--cap-lints=warn (newer rustc rejects Flux's warnings)")
-            run_step("compiling influxd with Flux, lints capped", argv, log,
-                     env={**build_env, "RUSTFLAGS": "--cap-lints=warn"}, cwd=src)
+            run_step(
+                "compiling influxd with Flux, lints capped",
+                argv,
+                log,
+                env={**build_env, "RUSTFLAGS": "--cap-lints=warn"},
+                cwd=src,
+            )
         (self.build_dir / "influxd.tmp").rename(self.binary)
         shutil.rmtree(src, ignore_errors=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import socket
 import subprocess
 import uuid
 from importlib import resources
@@ -47,13 +48,23 @@ class Kafka(Service):
             return
         for tool in ("mvn", "java"):
             if shutil.which(tool) is None:
-                raise StackError(f"{tool} is not on PATH: the Kafka broker needs a JDK 17+ and Maven.")
+                raise StackError(
+                    f"{tool} is not on PATH: the Kafka broker needs a JDK 17+ and Maven."
+                )
         pom = resources.files("stack").joinpath("kafka-pom.xml")
         with resources.as_file(pom) as pom_path:
             run_step(
                 f"resolving Apache Kafka {self.version} jars from Maven Central",
-                ["mvn", "-B", "-q", "-f", str(pom_path), f"-Dkafka.version={self.version}",
-                 "dependency:copy-dependencies", f"-DoutputDirectory={self.lib_dir}"],
+                [
+                    "mvn",
+                    "-B",
+                    "-q",
+                    "-f",
+                    str(pom_path),
+                    f"-Dkafka.version={self.version}",
+                    "dependency:copy-dependencies",
+                    f"-DoutputDirectory={self.lib_dir}",
+                ],
                 self.install_log,
             )
         marker.write_text(self.version)
@@ -61,11 +72,17 @@ class Kafka(Service):
     def _java(self, main: str, *args: str, heap: str = "256m") -> list[str]:
         log4j = resources.files("stack").joinpath("kafka-log4j2.properties")
         return [
-            "java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
+            "java",
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}",
             f"-Dkafka.logs.dir={self.run_dir / 'logs'}",
-            "-cp", f"{self.lib_dir}/*", main, *args,
+            "-cp",
+            f"{self.lib_dir}/*",
+            main,
+            *args,
         ]
 
     def _write_config(self) -> Path:
@@ -81,7 +98,7 @@ advertised.listeners=PLAINTEXT://127.0.0.1:{s.stack_kafka_port}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs={self.run_dir / 'data'}
+log.dirs={self.run_dir / "data"}
 num.partitions=6
 default.replication.factor=1
 min.insync.replicas=1
@@ -107,7 +124,8 @@ log.cleaner.min.compaction.lag.ms=0
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             out = subprocess.run(
                 self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf)),
-                capture_output=True, text=True,
+                capture_output=True,
+                text=True,
             )
             self.install_log.parent.mkdir(parents=True, exist_ok=True)
             with open(self.install_log, "a") as log:
@@ -124,6 +142,9 @@ log.cleaner.min.compaction.lag.ms=0
         return AdminClient({"bootstrap.servers": self.address, "socket.timeout.ms": 5000})
 
     def is_ready(self) -> bool:
+        # Probe the port first: a librdkafka client on a closed port logs an error a retry.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+            pass
         md = self.admin().list_topics(timeout=3)
         return bool(md.brokers)
 

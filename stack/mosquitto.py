@@ -38,7 +38,9 @@ class Mosquitto(Service):
         return m.group(1) if m else "unknown"
 
     def _binary(self) -> str:
-        return ensure_debian_packages("mosquitto", ["mosquitto", "mosquitto-clients"], self.settings)
+        return ensure_debian_packages(
+            "mosquitto", ["mosquitto", "mosquitto-clients"], self.settings
+        )
 
     def install(self) -> None:
         self._binary()
@@ -49,9 +51,16 @@ class Mosquitto(Service):
         data.mkdir(parents=True, exist_ok=True)
         passwd = self.run_dir / "passwd"
         subprocess.run(
-            ["mosquitto_passwd", "-b", "-c", str(passwd),
-             self.creds.mqtt_username, self.creds.mqtt_password],
-            check=True, capture_output=True,
+            [
+                "mosquitto_passwd",
+                "-b",
+                "-c",
+                str(passwd),
+                self.creds.mqtt_username,
+                self.creds.mqtt_password,
+            ],
+            check=True,
+            capture_output=True,
         )
         passwd.chmod(0o600)
         conf = self.run_dir / "mosquitto.conf"
@@ -83,12 +92,18 @@ connection_messages true
         wait_until(self.is_ready, 30, "mosquitto", self.pid_file, self.log_file)
 
 
-def connack_code(port: int, username: str, password: str, timeout: float = 5.0) -> int | None:
-    """Connects with MQTT 3.1.1 and returns the CONNACK reason code (0 = accepted)."""
+def connack_code(
+    port: int, username: str | None, password: str | None, timeout: float = 5.0
+) -> int | None:
+    """Connects with MQTT 3.1.1 and returns the CONNACK reason code (0 = accepted).
+
+    No username means an anonymous connection.
+    """
     result: list[int] = []
     got = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    client.username_pw_set(username, password)
+    if username is not None:
+        client.username_pw_set(username, password)
 
     def on_connect(c: mqtt.Client, u: object, flags: object, rc: object, props: object) -> None:
         result.append(int(getattr(rc, "value", rc)))  # type: ignore[call-overload]

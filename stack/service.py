@@ -71,7 +71,7 @@ class Service(ABC):
     @abstractmethod
     def wait_ready(self) -> None: ...
 
-    def after_ready(self) -> None:
+    def after_ready(self) -> None:  # noqa: B027 - an optional hook
         """One-time setup that needs the server up (topics, org and bucket)."""
 
     def extra_ports(self) -> dict[int, str]:

@@ -1,0 +1,55 @@
+"""The local Mosquitto is real: QoS 1 round trip with the password, refusal without it."""
+
+from __future__ import annotations
+
+import queue
+import uuid
+
+import paho.mqtt.client as mqtt
+
+from stack.local_stack import LocalStack
+from stack.mosquitto import connack_code
+
+
+def _client(stack: LocalStack, password: str | None = None) -> mqtt.Client:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
+    c.username_pw_set(stack.creds.mqtt_username, password or stack.creds.mqtt_password)
+    return c
+
+
+def test_qos1_round_trip_with_the_right_password(local_stack: LocalStack) -> None:
+    topic = f"devices/test-{uuid.uuid4().hex[:8]}/telemetry"
+    received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+    subscribed: queue.Queue[bool] = queue.Queue()
+    sub = _client(local_stack)
+    sub.on_message = lambda c, u, m: received.put(m)
+    sub.on_subscribe = lambda c, u, mid, rc, p: subscribed.put(True)
+    sub.connect("127.0.0.1", local_stack.mosquitto.port)
+    sub.loop_start()
+    try:
+        sub.subscribe(topic, qos=1)
+        assert subscribed.get(timeout=10)
+        pub = _client(local_stack)
+        pub.connect("127.0.0.1", local_stack.mosquitto.port)
+        pub.loop_start()
+        info = pub.publish(topic, b'{"metrics": {"temperature": 21.5}}', qos=1)
+        info.wait_for_publish(10)
+        assert info.is_published()  # the broker sent PUBACK
+        pub.loop_stop()
+        pub.disconnect()
+        msg = received.get(timeout=10)
+        assert msg.payload == b'{"metrics": {"temperature": 21.5}}'
+        assert msg.qos == 1
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+
+
+def test_wrong_password_and_anonymous_are_refused(local_stack: LocalStack) -> None:
+    port = local_stack.mosquitto.port
+    user = local_stack.creds.mqtt_username
+    assert connack_code(port, user, local_stack.creds.mqtt_password) == 0
+    # CONNACK "not authorized": 5 in MQTT 3.1.1, which paho 2 reports as reason code 135.
+    refused = {5, 135}
+    assert connack_code(port, user, "not-the-password") in refused
+    assert connack_code(port, None, None) in refused
