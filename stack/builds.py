@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from stack.processes import StackError, log_tail
@@ -64,3 +66,16 @@ def _last_line(log_file: Path) -> str:
     except OSError:
         return ""
     return f"last: {lines[-1].strip()[:120]}" if lines else ""
+
+
+@contextlib.contextmanager
+def install_lock(cache_dir: Path) -> Iterator[None]:
+    """One installer at a time per cache (two test runs must not build into one folder)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".install.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"another `stack up` is installing into {cache_dir}; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -32,11 +33,19 @@ class InfluxDB(Service):
 
     @property
     def version(self) -> str:
+        """What the built binary says of itself (`influxd version`), else the pinned version."""
+        if self.binary.exists():
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                out = subprocess.run(
+                    [str(self.binary), "version"], capture_output=True, text=True, timeout=10
+                ).stdout.split()
+                if len(out) >= 2 and out[0] == "InfluxDB":
+                    return out[1]
         return self.settings.stack_influxdb_version
 
     @property
     def build_dir(self) -> Path:
-        return self.settings.stack_cache_dir / f"influxdb-{self.version}"
+        return self.settings.stack_cache_dir / f"influxdb-{self.settings.stack_influxdb_version}"
 
     @property
     def binary(self) -> Path:
@@ -93,7 +102,14 @@ class InfluxDB(Service):
             cwd=src,
         )
         build_env = {**env, "PATH": f"{tools}:{os.environ['PATH']}"}
-        argv = ["go", "build", "-o", str(self.build_dir / "influxd.tmp"), "./cmd/influxd"]
+        argv = [
+            "go",
+            "build",
+            "-o",
+            str(self.build_dir / "influxd.tmp"),
+            f"-ldflags=-X main.version={self.settings.stack_influxdb_version.lstrip('v')}",
+            "./cmd/influxd",
+        ]
         try:
             run_step(
                 "compiling influxd with Flux (Go + Rust via cargo)",

@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from stack.builds import say
+from stack.builds import install_lock, say
 from stack.credentials import Credentials
 from stack.influxdb import InfluxDB
 from stack.kafka import Kafka
@@ -32,8 +32,9 @@ class LocalStack:
         """Installs what is missing, starts what is not running; returns what it started."""
         started: list[str] = []
         t0 = time.monotonic()
-        for svc in self.services:
-            svc.install()
+        with install_lock(self.settings.stack_cache_dir):
+            for svc in self.services:
+                svc.install()
         for svc in self.services:
             if svc.start():
                 started.append(svc.name)
