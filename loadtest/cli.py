@@ -1,9 +1,95 @@
-"""Subcommands of `telemetry` for the loadtest package."""
+"""Subcommands of `telemetry` for the loadtest package: simulate, run, benchmark, query.
+
+Options are declared here and the modules load only when their command runs, so these
+commands add nothing to the start-up time of every other `telemetry` command.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Callable
+from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Adds this package's subcommands (none yet)."""
+def _lazy(module: str, function: str = "main") -> Callable[[argparse.Namespace], int]:
+    def call(args: argparse.Namespace) -> int:
+        entry: Callable[[argparse.Namespace], int] = getattr(
+            importlib.import_module(module), function
+        )
+        return entry(args)
+
+    return call
+
+
+def _pipeline_options(p: argparse.ArgumentParser, bad_ratio: float, seed: int | None) -> None:
+    p.add_argument("--devices", type=int, default=50, help="simulated devices (default 50)")
+    p.add_argument(
+        "--rate", type=float, default=200.0, help="messages/s, all devices (default 200)"
+    )
+    p.add_argument(
+        "--bad-ratio",
+        type=float,
+        default=bad_ratio,
+        help=f"share of bad messages (default {bad_ratio:g})",
+    )
+    p.add_argument(
+        "--seed", type=int, default=seed, help=f"simulator seed (default {seed or 'random'})"
+    )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds `simulate`, `run`, `benchmark` and `query`."""
+    p = sub.add_parser(
+        "simulate",
+        help="simulated devices publishing telemetry over MQTT (good and, optionally, bad)",
+        description="Devices publish QoS 1 telemetry to devices/<id>/telemetry at a total rate; "
+        "metrics on the health port, a JSON summary with --summary. Options default to the "
+        "TELEMETRY_SIMULATE_* settings.",
+    )
+    p.add_argument("--devices", type=int, help="number of devices (default 50)")
+    p.add_argument("--rate", type=float, help="messages per second, all devices (default 200)")
+    p.add_argument("--bad-ratio", type=float, help="share of bad messages, 0..1 (default 0)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--count", type=int, help="stop after this many messages")
+    p.add_argument("--seed", type=int, help="random seed (default: random, recorded)")
+    p.add_argument("--device-prefix", help="device id prefix (default 'sim-')")
+    p.add_argument("--summary", type=Path, help="write the JSON summary to this file")
+    p.add_argument("--health-port", type=int, help="metrics/health port (default 9105)")
+    p.set_defaults(func=_lazy("loadtest.simulator"))
+
+    r = sub.add_parser(
+        "run",
+        help="the local stack, the whole pipeline and simulated devices, with a live view",
+        description="Starts the stack if needed, then ingest, process, sink influxdb and the "
+        "simulator; refreshes a live view every 2 s until Ctrl-C (or --duration). The stack "
+        "stays up afterwards.",
+    )
+    _pipeline_options(r, bad_ratio=0.0, seed=None)
+    r.add_argument("--duration", type=float, help="stop by itself after this many seconds")
+    r.add_argument("--device-prefix", default="sim-", help="device id prefix (default 'sim-')")
+    r.set_defaults(func=_lazy("loadtest.run"))
+
+    b = sub.add_parser(
+        "benchmark",
+        help="run the pipeline at a fixed rate, drain it, and write a report (JSON + PNG)",
+        description="Like `run` for a fixed duration and seed, with a unique device prefix; "
+        "then waits for the pipeline to drain and writes loadtest/reports/<time>/.",
+    )
+    _pipeline_options(b, bad_ratio=0.05, seed=1)
+    b.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
+    b.add_argument(
+        "--drain-timeout", type=float, default=180.0, help="max seconds to drain (default 180)"
+    )
+    b.add_argument("--reports-dir", type=Path, help="where reports go (default loadtest/reports)")
+    b.set_defaults(func=_lazy("loadtest.benchmark"))
+
+    q = sub.add_parser(
+        "query",
+        help="a device's latest stored value of each field (InfluxDB)",
+        description="Reads TELEMETRY_INFLUXDB_URL/_ORG/_BUCKET/_TOKEN, or the local stack's.",
+    )
+    q.add_argument("device", help="device id, exactly as in the MQTT topic")
+    q.add_argument("--since", default="-30d", help="how far back to look (default -30d)")
+    q.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    q.set_defaults(func=_lazy("loadtest.latest_values"))

@@ -1,0 +1,96 @@
+"""What `telemetry run` shows: a snapshot of the pipeline, drawn as a screen or as one line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NA = "n/a"
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    #: running, not answering, exited (code), not started
+    state: str
+    pid: int | None = None
+    rss_mib: float | None = None
+    cpu_s: float | None = None
+
+
+@dataclass
+class ViewSnapshot:
+    elapsed_s: float
+    sent_total: float | None = None
+    sent_rate: float | None = None
+    in_total: float | None = None
+    in_rate: float | None = None
+    stored_total: float | None = None
+    stored_rate: float | None = None
+    #: where the stored figure comes from ("sink metrics", "InfluxDB seq") or NA
+    stored_source: str = NA
+    #: reason -> count; None when telemetry.dlq could not be read
+    dead_letters: dict[str, int] | None = None
+    #: group -> lag (None for a group that did not answer); None when Kafka did not answer
+    lag: dict[str, int | None] | None = None
+    components: list[ComponentStatus] = field(default_factory=list)
+
+
+def fmt_num(value: float | None, decimals: int = 0) -> str:
+    if value is None:
+        return NA
+    return f"{value:,.{decimals}f}"
+
+
+def fmt_elapsed(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def render_screen(snap: ViewSnapshot, title: str) -> str:
+    """The full-screen view (without the terminal escape codes)."""
+    lines = [f"{title}   {fmt_elapsed(snap.elapsed_s)}", ""]
+    lines.append(f"  {'':<28}{'per second':>12}{'total':>14}")
+    for label, rate, tot in (
+        ("simulator sent (messages)", snap.sent_rate, snap.sent_total),
+        ("MQTT in (ingest)", snap.in_rate, snap.in_total),
+        (f"points stored ({snap.stored_source})", snap.stored_rate, snap.stored_total),
+    ):
+        lines.append(f"  {label:<28}{fmt_num(rate, 1):>12}{fmt_num(tot):>14}")
+    lines.append("")
+    if snap.dead_letters is None:
+        lines.append(f"  dead letters (telemetry.dlq since start): {NA}")
+    else:
+        total = sum(snap.dead_letters.values())
+        lines.append(f"  dead letters (telemetry.dlq since start): {total:,}")
+        for reason, n in sorted(snap.dead_letters.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"    {reason:<26}{n:>10,}")
+    lines.append("")
+    if snap.lag is None:
+        lines.append(f"  consumer lag: {NA}")
+    elif not snap.lag:
+        lines.append(f"  consumer lag: {NA} (no matching active consumer group yet)")
+    else:
+        lines.append("  consumer lag (records)")
+        for group, lag in sorted(snap.lag.items()):
+            lines.append(f"    {group:<40}{fmt_num(lag):>10}")
+    lines.append("")
+    for c in snap.components:
+        pid = f"pid {c.pid}" if c.pid else ""
+        lines.append(
+            f"  {c.name:<15}{c.state:<14}{pid:<12}"
+            f"{fmt_num(c.rss_mib)} MiB  {fmt_num(c.cpu_s, 1)} s CPU"
+        )
+    return "\n".join(lines)
+
+
+def render_line(snap: ViewSnapshot) -> str:
+    """One line per refresh, for logs and pipes."""
+    dlq = NA if snap.dead_letters is None else str(sum(snap.dead_letters.values()))
+    lag = ",".join(f"{g}={fmt_num(v)}" for g, v in sorted(snap.lag.items())) if snap.lag else NA
+    down = [c.name for c in snap.components if c.state.startswith("exited")]
+    return (
+        f"t={int(snap.elapsed_s)}s sent/s={fmt_num(snap.sent_rate, 1)} "
+        f"in/s={fmt_num(snap.in_rate, 1)} stored/s={fmt_num(snap.stored_rate, 1)} "
+        f"stored={fmt_num(snap.stored_total)} dlq={dlq} lag[{lag}]"
+        + (f" DOWN={','.join(down)}" if down else "")
+    )

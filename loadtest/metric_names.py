@@ -1,0 +1,41 @@
+"""Which Prometheus metrics the live view and the benchmark read: the one place to adjust.
+
+The components' metric names are owned by their packages, so each figure is found by words in
+the family name rather than an exact name; alternatives are tried in order and the first that
+matches a family wins. A figure no alternative matches is shown as "n/a".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricMatch:
+    """A family matches when its name contains every word of `words` and none of `unless`."""
+
+    words: tuple[str, ...]
+    unless: tuple[str, ...] = ("bytes", "seconds", "latency", "error", "fail", "batches")
+
+    def matches(self, family_name: str) -> bool:
+        name = family_name.lower()
+        return all(w in name for w in self.words) and not any(u in name for u in self.unless)
+
+
+#: MQTT messages ingest received (ingest's /metrics).
+INGEST_RECEIVED: tuple[MetricMatch, ...] = (
+    MetricMatch(("ingest", "messages", "received")),
+    MetricMatch(("ingest", "received")),
+    MetricMatch(("mqtt", "messages")),
+)
+#: Points the InfluxDB sink wrote (the sink's /metrics).
+SINK_POINTS_WRITTEN: tuple[MetricMatch, ...] = (
+    MetricMatch(("sink", "points", "written")),
+    MetricMatch(("points", "written")),
+    MetricMatch(("points", "stored")),
+)
+#: Telemetry messages the simulator sent (its own metric, see loadtest/simulator.py).
+SIMULATOR_SENT: tuple[MetricMatch, ...] = (MetricMatch(("simulator", "messages", "sent")),)
+#: Rejects by reason, counted by every component (plumbing/dead_letters.py).
+REJECTED: tuple[MetricMatch, ...] = (MetricMatch(("telemetry", "rejected")),)
+REJECTED_REASON_LABEL = "reason"

@@ -1,0 +1,91 @@
+"""Reads figures out of a component's Prometheus /metrics text, tolerating unknown names."""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.request
+from collections.abc import Iterable
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from loadtest.metric_names import MetricMatch
+
+log = logging.getLogger("loadtest.metrics")
+
+#: family name -> its value samples (counters' `_total`, gauges, untyped; no `_created`).
+Families = dict[str, list[Sample]]
+
+
+def parse_metrics(text: str) -> Families:
+    """Families in `text`; junk text gives what could be read before it (maybe nothing)."""
+    out: Families = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            if family.type not in ("counter", "gauge", "untyped"):
+                continue
+            wanted = {family.name, family.name + "_total"}
+            samples = [s for s in family.samples if s.name in wanted]
+            if samples:
+                out[family.name] = samples
+    except (ValueError, TypeError, IndexError) as exc:
+        log.debug("unreadable /metrics text", extra={"error": str(exc)})
+    return out
+
+
+def find_family(families: Families, matches: Iterable[MetricMatch]) -> str | None:
+    """The first family (shortest name on ties) matched by the first matching alternative."""
+    for match in matches:
+        hits = sorted((n for n in families if match.matches(n)), key=lambda n: (len(n), n))
+        if hits:
+            return hits[0]
+    return None
+
+
+def total(families: Families, matches: Iterable[MetricMatch]) -> float | None:
+    """Sum over all label sets of the matched family; None when nothing matches."""
+    name = find_family(families, matches)
+    if name is None:
+        return None
+    return float(sum(s.value for s in families[name]))
+
+
+def by_label(families: Families, matches: Iterable[MetricMatch], label: str) -> dict[str, float]:
+    """Sum of the matched family grouped by one label (e.g. reason)."""
+    name = find_family(families, matches)
+    out: dict[str, float] = {}
+    if name is None:
+        return out
+    for s in families[name]:
+        key = s.labels.get(label, "")
+        out[key] = out.get(key, 0.0) + float(s.value)
+    return out
+
+
+def fetch_metrics(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> Families | None:
+    """A component's parsed /metrics, or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as resp:
+            return parse_metrics(resp.read().decode("utf-8", "replace"))
+    except OSError:
+        return None
+
+
+class RateTracker:
+    """Per-second rate of counters between two successive observations."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, float]] = {}
+
+    def rate(self, key: str, value: float | None, now: float | None = None) -> float | None:
+        if value is None:
+            return None
+        now = time.monotonic() if now is None else now
+        previous = self._last.get(key)
+        self._last[key] = (now, value)
+        if previous is None or now <= previous[0]:
+            return None
+        # a restarted component resets its counters: count from zero again
+        delta = value - previous[1] if value >= previous[1] else value
+        return delta / (now - previous[0])
