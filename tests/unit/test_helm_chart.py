@@ -211,7 +211,7 @@ def test_configmap_carries_the_connection_settings(helm: str) -> None:
         "--set",
         "kafka.bootstrapServers=k1:9092\\,k2:9092",
         "--set",
-        "extraConfig.TELEMETRY_INFLUXDB_TAG_ALLOWLIST=site",
+        "extraConfig.TELEMETRY_PROCESS_TAG_ALLOW_LIST=site",
     )
     (cm,) = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-config")]
     data = cm["data"]
@@ -219,7 +219,7 @@ def test_configmap_carries_the_connection_settings(helm: str) -> None:
     assert data["TELEMETRY_LOG_FORMAT"] == "json"
     assert data["TELEMETRY_INFLUXDB_BUCKET"] == "telemetry"
     assert data["TELEMETRY_MQTT_SHARED_GROUP"] == "telemetry-ingest"
-    assert data["TELEMETRY_INFLUXDB_TAG_ALLOWLIST"] == "site"
+    assert data["TELEMETRY_PROCESS_TAG_ALLOW_LIST"] == "site"
     for w in workloads(docs).values():
         refs = [s["configMapRef"]["name"] for s in container(w)["envFrom"] if "configMapRef" in s]
         assert refs == [cm["metadata"]["name"]]

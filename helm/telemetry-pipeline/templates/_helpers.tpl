@@ -170,8 +170,10 @@ spec:
       command:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+      {{- with $v.args }}
       args:
-        {{- toYaml $v.args | nindent 8 }}
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       {{- with .workingDir }}
       workingDir: {{ . }}
       {{- end }}
