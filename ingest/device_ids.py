@@ -1,0 +1,64 @@
+"""Device ids: the contract's rules, and reading one out of an MQTT topic."""
+
+from __future__ import annotations
+
+import re
+
+MAX_DEVICE_ID_BYTES = 128
+
+#: C0 and C1 control characters, DEL, and the Unicode line and paragraph separators: none of
+#: them may appear in a device id or a tag, which end up as InfluxDB tags.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """`text` quoted and cut short, safe to put in a dead-letter detail or an error message."""
+    cut = text if len(text) <= limit else text[:limit] + "..."
+    return ascii(cut)
+
+
+def device_id_problem(device_id: str) -> str | None:
+    """What is wrong with `device_id` under the contract, or None when it is fine."""
+    if _SURROGATES.search(device_id):
+        return f"device id {shown(device_id)} is not valid UTF-8"
+    size = len(device_id.encode("utf-8"))
+    if size == 0:
+        return "device id is empty"
+    if size > MAX_DEVICE_ID_BYTES:
+        return (f"device id {shown(device_id)} is {size} bytes of UTF-8; "
+                f"at most {MAX_DEVICE_ID_BYTES} are allowed")
+    for char in "/+#":
+        if char in device_id:
+            return f"device id {shown(device_id)} contains {char!r}"
+    bad = CONTROL_CHARACTERS.search(device_id)
+    if bad:
+        return (f"device id {shown(device_id)} contains the control character "
+                f"U+{ord(bad.group()):04X}")
+    return None
+
+
+def topic_levels_of(topic_filter: str) -> list[str]:
+    """The filter's levels, without a `$share/<group>/` prefix."""
+    levels = topic_filter.split("/")
+    if levels[0] == "$share" and len(levels) > 2:
+        levels = levels[2:]
+    return levels
+
+
+def device_id_from_topic(topic: str, topic_filter: str) -> str | None:
+    """The level of `topic` at the filter's first `+`; None when the topic does not match."""
+    want = topic_levels_of(topic_filter)
+    have = topic.split("/")
+    device_level = want.index("+") if "+" in want else None
+    for i, level in enumerate(want):
+        if level == "#":
+            break
+        if i >= len(have) or (level != "+" and level != have[i]):
+            return None
+    else:
+        if len(have) != len(want):
+            return None
+    if device_level is None or device_level >= len(have):
+        return None
+    return have[device_level]

@@ -1,0 +1,137 @@
+"""The Kafka records one MQTT message turns into: readings, metadata, or a dead letter.
+
+No I/O: the caller produces the records and acknowledges the message once Kafka has all of
+them. Every reject becomes exactly one dead letter carrying the original payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.device_ids import device_id_from_topic, device_id_problem, shown
+from ingest.metadata import decode_metadata_payload, metadata_record
+from ingest.payload import decode_telemetry
+from ingest.rejected import Rejected
+from ingest.settings import IngestSettings
+from plumbing.dead_letters import dead_letter, encode_dead_letter
+from plumbing.reasons import Reason
+from plumbing.topics import HEADER_INGEST_TIME, HEADER_TRACE_ID, METADATA, RAW
+from schemas.codec import default_codec
+
+STAGE_INGEST = "ingest"
+STAGE_METADATA = "metadata"
+
+#: Python type -> the RawMetric.value union branch. fastavro would otherwise write an int
+#: into the first numeric branch that accepts it (double), losing the long.
+_BRANCH = {bool: "boolean", int: "long", float: "double", str: "string"}
+
+
+#: Kafka record headers as confluent-kafka takes them.
+Headers = list[tuple[str, str | bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One record to produce. `kind` says what it is: reading, metadata or dead_letter."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    kind: str
+
+
+def records_for(
+    topic: str, payload: bytes, settings: IngestSettings, received_at_ms: int
+) -> tuple[str, list[Outgoing]]:
+    """(message kind, records) for a message on `topic`; kind is telemetry or metadata."""
+    device_id = device_id_from_topic(topic, settings.mqtt_metadata_filter)
+    if device_id is not None:
+        return "metadata", _metadata(topic, device_id, payload, settings, received_at_ms)
+    device_id = device_id_from_topic(topic, settings.mqtt_telemetry_filter)
+    try:
+        if device_id is None:
+            raise Rejected(Reason.INVALID_DEVICE_ID, f"topic {shown(topic)} does not match "
+                           f"{settings.mqtt_telemetry_filter!r}, so it names no device")
+        problem = device_id_problem(device_id)
+        if problem:
+            raise Rejected(Reason.INVALID_DEVICE_ID, problem)
+        readings = decode_telemetry(
+            payload, device_id, received_at_ms, settings.ingest_max_payload_bytes)
+        return "telemetry", _readings(readings, device_id, settings.kafka_max_record_bytes)
+    except Rejected as rej:
+        good_id = device_id if device_id is not None and rej.reason != Reason.INVALID_DEVICE_ID \
+            else None
+        return "telemetry", [dead_letter_outgoing(rej, STAGE_INGEST, topic, payload, good_id)]
+
+
+def _readings(
+    readings: list[dict[str, Any]], device_id: str, max_record_bytes: int
+) -> list[Outgoing]:
+    key = device_id.encode()
+    out = []
+    for i, reading in enumerate(readings):
+        value = encode_raw_reading(reading)
+        if len(value) > max_record_bytes:
+            raise Rejected(Reason.PAYLOAD_TOO_LARGE, (
+                f"reading {i} encodes to {len(value)} bytes, above the Kafka record limit "
+                f"of {max_record_bytes}: send fewer or shorter metrics per reading"))
+        out.append(Outgoing(RAW, key, value, "reading"))
+    return out
+
+
+def _metadata(
+    topic: str, device_id: str, payload: bytes, settings: IngestSettings, received_at_ms: int
+) -> list[Outgoing]:
+    problem = device_id_problem(device_id)
+    if problem:
+        rej = Rejected(Reason.INVALID_DEVICE_ID, problem)
+        return [dead_letter_outgoing(rej, STAGE_METADATA, topic, payload, None)]
+    try:
+        tags = decode_metadata_payload(payload, settings.ingest_max_payload_bytes)
+    except Rejected as rej:
+        return [dead_letter_outgoing(rej, STAGE_METADATA, topic, payload, device_id)]
+    value = None if tags is None else encode_device_metadata(
+        metadata_record(device_id, tags, "mqtt", received_at_ms))
+    return [Outgoing(METADATA, device_id.encode(), value, "metadata")]
+
+
+def dead_letter_outgoing(
+    rej: Rejected, stage: str, topic: str, payload: bytes, device_id: str | None
+) -> Outgoing:
+    """The dead letter of a whole MQTT message (counted by plumbing.dead_letters)."""
+    record = dead_letter(
+        rej.reason, rej.detail, stage, payload, "json",
+        device_id=device_id, source_topic=printable_topic(topic))
+    dlq_topic, key, value = encode_dead_letter(record)
+    return Outgoing(dlq_topic, key, value, "dead_letter")
+
+
+def printable_topic(topic: str) -> str:
+    """The topic as valid Unicode: bytes that were not UTF-8 shown as `\\x..` escapes."""
+    return topic.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def encode_raw_reading(reading: dict[str, Any]) -> bytes:
+    """Single-object Avro of a RawReading from `ingest.payload`."""
+    metrics = [
+        {
+            "name": m["name"],
+            "value": None if m["value"] is None else (_BRANCH[type(m["value"])], m["value"]),
+            "unit": m["unit"],
+        }
+        for m in reading["metrics"]
+    ]
+    return default_codec().encode("RawReading", {**reading, "metrics": metrics})
+
+
+def encode_device_metadata(record: dict[str, Any]) -> bytes:
+    return default_codec().encode("DeviceMetadata", record)
+
+
+def headers(trace_id: str, ingest_time_ms: int) -> Headers:
+    """The contract's headers: one trace id per MQTT message, and its receive time."""
+    return [
+        (HEADER_TRACE_ID, trace_id.encode()),
+        (HEADER_INGEST_TIME, str(ingest_time_ms).encode()),
+    ]

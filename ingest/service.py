@@ -1,0 +1,203 @@
+"""`telemetry ingest`: MQTT shared subscription in, Kafka out, PUBACK only after Kafka has it.
+
+At-least-once: a message is acknowledged to the broker only when Kafka confirmed every record
+made from it (its readings, its metadata, or its dead letter). A crash before that leaves it
+unacknowledged in this pod's persistent session, and the broker delivers it again when the
+pod (same client id) comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+import time
+import uuid
+
+import aiomqtt
+
+from ingest.acks import PendingAck
+from ingest.kafka_producer import AsyncProducer, DeliveryAbandoned
+from ingest.metrics import (
+    MESSAGES_RECEIVED,
+    METADATA_PRODUCED,
+    MQTT_CONNECTS,
+    READINGS_PRODUCED,
+)
+from ingest.mqtt_connection import Inbound, MqttConnection
+from ingest.records import (
+    STAGE_INGEST,
+    Outgoing,
+    dead_letter_outgoing,
+    headers,
+    records_for,
+)
+from ingest.rejected import Rejected
+from ingest.settings import IngestSettings
+from plumbing.backoff import Backoff
+from plumbing.health import HealthState
+from plumbing.reasons import Reason
+from plumbing.topics import RAW
+
+log = logging.getLogger("ingest")
+
+
+class IngestService:
+    def __init__(self, settings: IngestSettings, health: HealthState) -> None:
+        self.settings = settings
+        self.health = health
+        self.subscribed = False
+        self.kafka_reachable = False
+        self._exit_code = 0
+
+    async def run(self) -> int:
+        """Runs until SIGTERM/SIGINT (exit code 0) or a fatal Kafka error (1)."""
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        self.producer = AsyncProducer(
+            self.settings.producer_config(), self.settings.ingest_max_in_flight, self._fatal)
+        self.health.checks["mqtt_subscribed"] = lambda: self.subscribed
+        self.health.checks["kafka_reachable"] = lambda: self.kafka_reachable
+        self.health.ready = True
+        probe = loop.create_task(self._probe_kafka())
+        try:
+            await self._mqtt_sessions()
+        finally:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
+            self.producer.close()
+        log.info("ingest stopped", extra={"exit_code": self._exit_code})
+        return self._exit_code
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("stopping: no new messages; delivering and acknowledging what was taken")
+        self._stop.set()
+
+    def _fatal(self, why: str) -> None:
+        log.critical(why + "; exiting, unacknowledged messages will be delivered again")
+        self._exit_code = 1
+        self._stop.set()
+
+    async def _mqtt_sessions(self) -> None:
+        """Connects, serves until stopped, reconnects with backoff when the broker is lost."""
+        s = self.settings
+        backoff = Backoff(0.5, s.mqtt_reconnect_max_s)
+        while not self._stop.is_set():
+            try:
+                async with MqttConnection(s) as conn:
+                    await conn.subscribe(s.shared_telemetry_filter, s.mqtt_metadata_filter)
+                    MQTT_CONNECTS.labels(outcome="subscribed").inc()
+                    backoff.reset()
+                    log.info("subscribed", extra={
+                        "broker": f"{s.mqtt_host}:{s.mqtt_port}", "client_id": s.mqtt_client_id,
+                        "telemetry": s.shared_telemetry_filter, "metadata": s.mqtt_metadata_filter})
+                    self.subscribed = True
+                    try:
+                        await self._serve(conn)
+                    finally:
+                        self.subscribed = False
+                    await self._drain(conn)
+                    return
+            except aiomqtt.MqttError as exc:
+                self.subscribed = False
+                MQTT_CONNECTS.labels(outcome="failed").inc()
+                if self._stop.is_set():
+                    break
+                delay = backoff.next_delay()
+                log.warning("MQTT connection failed or lost; reconnecting", extra={
+                    "error": str(exc), "retry_in_s": round(delay, 2)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+        await self._drain(None)
+
+    async def _serve(self, conn: MqttConnection) -> None:
+        """Takes messages until stopped; raises aiomqtt.MqttError when the connection drops."""
+        intake = asyncio.create_task(self._intake(conn))
+        stopped = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait((intake, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not intake.done():
+                intake.cancel()  # a message half produced stays unacknowledged: redelivered
+            with contextlib.suppress(asyncio.CancelledError):
+                await intake
+
+    async def _intake(self, conn: MqttConnection) -> None:
+        while True:
+            message = await conn.next_message()
+            await self._handle(conn, message)
+
+    async def _drain(self, conn: MqttConnection | None) -> None:
+        left = await self.producer.drain(self.settings.ingest_shutdown_timeout_s)
+        if conn is not None:
+            await asyncio.sleep(0)  # let the last PUBACKs reach the socket writer
+        if left:
+            log.warning("Kafka did not confirm everything before shutdown; those messages "
+                        "stay unacknowledged and will be delivered again",
+                        extra={"records_unconfirmed": left})
+        else:
+            log.info("everything received was delivered and acknowledged")
+
+    async def _handle(self, conn: MqttConnection, message: Inbound) -> None:
+        received_at_ms = time.time_ns() // 1_000_000
+        try:
+            kind, records = records_for(message.topic, message.payload, self.settings,
+                                        received_at_ms)
+        except Exception:  # a decoder bug must not stop the pod or loop on redelivery
+            log.exception("could not decode a message; dead-lettering it",
+                          extra={"topic": ascii(message.topic[:200])})
+            kind, records = "telemetry", [_internal_error(message)]
+        MESSAGES_RECEIVED.labels(kind=kind).inc()
+        pending = conn.acks.track(message.mid, message.qos, len(records)) if message.qos else None
+        trace = headers(uuid.uuid4().hex, received_at_ms)
+        for record in records:
+            future = await self.producer.send(record.topic, record.key, record.value, trace)
+            future.add_done_callback(functools.partial(self._confirmed, conn, pending, record))
+
+    def _confirmed(
+        self,
+        conn: MqttConnection,
+        pending: PendingAck | None,
+        record: Outgoing,
+        future: asyncio.Future[None],
+    ) -> None:
+        error = future.exception() if not future.cancelled() else DeliveryAbandoned("cancelled")
+        if error is not None:
+            if not isinstance(error, DeliveryAbandoned):
+                self._fatal(f"Kafka refused a {record.kind} record for {record.topic}: {error}")
+            return
+        if record.kind == "reading":
+            READINGS_PRODUCED.inc()
+        elif record.kind == "metadata":
+            METADATA_PRODUCED.inc()
+        if pending is not None:
+            conn.acks.part_done(pending)
+
+    async def _probe_kafka(self) -> None:
+        """Keeps `kafka_reachable` current for /readyz, backing off while Kafka is away."""
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(0.5, 30.0)
+        while True:
+            ok = await loop.run_in_executor(None, self.producer.reachable, RAW, 5.0)
+            if ok != self.kafka_reachable:
+                log.info("Kafka reachable" if ok else "Kafka not reachable",
+                         extra={"bootstrap": self.settings.kafka_bootstrap_servers})
+            self.kafka_reachable = ok
+            if ok:
+                backoff.reset()
+                await asyncio.sleep(self.settings.kafka_probe_interval_s)
+            else:
+                await asyncio.sleep(backoff.next_delay())
+
+
+def _internal_error(message: Inbound) -> Outgoing:
+    rej = Rejected(Reason.INVALID_SHAPE, "ingest could not decode this payload (internal "
+                   "error, logged by the pod); please report it with this dead letter")
+    return dead_letter_outgoing(rej, STAGE_INGEST, message.topic, message.payload, None)
