@@ -1,0 +1,113 @@
+"""validate: telemetry.raw (RawReading) -> telemetry.validated (EnrichedReading, units as sent).
+
+Rejects a whole reading for its time or for having no metrics, and single metrics whose value
+is not a finite number; a bad `seq` is dropped from the reading and dead-lettered alone.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from plumbing.reasons import Reason
+from plumbing.topics import RAW, VALIDATED
+from processors.steps import Reject, StepResult, worth_forwarding
+from processors.timestamps import TimeLimits, TimestampError, reading_time_us, short_repr
+
+if TYPE_CHECKING:
+    import faust
+
+    from processors.pipeline import Pipeline
+
+STAGE = "validate"
+
+
+def metric_value(value: object) -> float | str:
+    """The value as a finite float, or why it is not one (a str)."""
+    if isinstance(value, bool):
+        return f"value {value!r} is a boolean, not a number"
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return f"value {value!r} is not a finite number"
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return f"integer value {short_repr(value)} is beyond the range of a double"
+    if value is None:
+        return "value is null"
+    if isinstance(value, str):
+        return (
+            f"value {short_repr(value)} is text (a string, or the JSON of an object or "
+            "array), not a number"
+        )
+    return f"value of type {type(value).__name__} is not a number"
+
+
+def validate_reading(raw: dict[str, Any], limits: TimeLimits) -> StepResult:
+    """Checks one RawReading; the result holds at most one EnrichedReading."""
+    result = StepResult()
+    try:
+        ts_us = reading_time_us(raw.get("ts"), raw["received_at_ms"], limits)
+    except TimestampError as exc:
+        result.rejects.append(Reject(exc.reason, exc.detail))
+        return result
+    metrics = raw.get("metrics") or []
+    if not metrics:
+        result.rejects.append(
+            Reject(Reason.NO_METRICS, 'the reading has no metrics; send "metrics": {...}')
+        )
+        return result
+
+    seq = raw.get("seq")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
+        result.rejects.append(
+            Reject(
+                Reason.INVALID_SEQ,
+                f"seq {short_repr(seq)} is not an integer; the reading was kept without it",
+            )
+        )
+        seq = None
+
+    fields: dict[str, float] = {}
+    units: dict[str, str] = {}
+    for metric in metrics:
+        name = metric["name"]
+        value = metric_value(metric.get("value"))
+        if isinstance(value, str):
+            result.rejects.append(Reject(Reason.VALUE_NOT_A_NUMBER, value, metric=name))
+            continue
+        fields[name] = value
+        unit = metric.get("unit")
+        if unit is not None:
+            units[name] = unit
+        else:
+            units.pop(name, None)
+
+    reading = {
+        "device_id": raw["device_id"],
+        "ts_us": ts_us,
+        "received_at_ms": raw["received_at_ms"],
+        "seq": seq,
+        "fields": fields,
+        "units": units,
+        "tags": {},
+    }
+    if worth_forwarding(reading):
+        result.records.append(reading)
+    return result
+
+
+def register(pipeline: Pipeline) -> None:
+    settings = pipeline.settings
+    limits = TimeLimits.from_seconds(
+        settings.process_max_future_seconds, settings.process_max_age_seconds
+    )
+
+    def step(raw: dict[str, Any]) -> StepResult:
+        return validate_reading(raw, limits)
+
+    @pipeline.app.agent(pipeline.source(RAW), name=STAGE)
+    async def validate(stream: faust.StreamT[bytes]) -> None:
+        await pipeline.run(stream, stage=STAGE, reads="RawReading", writes=VALIDATED, step=step)

@@ -1,0 +1,82 @@
+"""The dew point example: Magnus formula against published psychrometric values."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from processors.agents.dew_point import derive_dew_point, dew_point_c
+
+
+@pytest.mark.parametrize(
+    ("temperature", "humidity", "published"),
+    [
+        # dew point tables (e.g. the US National Weather Service calculator), 0.1 degC steps
+        (20.0, 50.0, 9.3),
+        (25.0, 60.0, 16.7),
+        (30.0, 80.0, 26.2),
+        (35.0, 30.0, 14.8),
+        (0.0, 50.0, -9.2),
+        (-10.0, 70.0, -14.4),
+    ],
+)
+def test_known_values(temperature: float, humidity: float, published: float) -> None:
+    value = dew_point_c(temperature, humidity)
+    assert value is not None
+    assert abs(value - published) <= 0.1
+
+
+@pytest.mark.parametrize("temperature", [-40.0, -5.5, 0.0, 21.5, 60.0])
+def test_saturated_air_has_its_own_temperature_as_dew_point(temperature: float) -> None:
+    value = dew_point_c(temperature, 100.0)
+    assert value is not None
+    assert math.isclose(value, temperature, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_dew_point_never_exceeds_temperature_and_falls_with_humidity() -> None:
+    previous = math.inf
+    for humidity in [100.0, 90.0, 50.0, 10.0, 1.0, 0.01]:
+        value = dew_point_c(25.0, humidity)
+        assert value is not None and value <= 25.0 and value < previous
+        previous = value
+
+
+@pytest.mark.parametrize(("temperature", "humidity"), [(20.0, 0.0), (20.0, -1.0), (-250.0, 50.0)])
+def test_undefined_inputs_give_none(temperature: float, humidity: float) -> None:
+    assert dew_point_c(temperature, humidity) is None
+
+
+def enriched(fields: dict[str, float]) -> dict[str, Any]:
+    return {
+        "device_id": "dev-1",
+        "ts_us": 1_763_701_200_123_456,
+        "received_at_ms": 1_763_701_200_200,
+        "seq": 9,
+        "fields": fields,
+        "units": {name: "x" for name in fields},
+        "tags": {"site": "berlin"},
+    }
+
+
+def test_derived_reading_has_only_dew_point_and_the_same_series_and_time() -> None:
+    result = derive_dew_point(enriched({"temperature": 20.0, "humidity": 50.0, "co2": 1.0}))
+    [record] = result.records
+    assert record["fields"].keys() == {"dew_point"}
+    assert abs(record["fields"]["dew_point"] - 9.3) <= 0.1
+    assert record["units"] == {"dew_point": "degC"}
+    assert (record["device_id"], record["ts_us"], record["tags"]) == (
+        "dev-1",
+        1_763_701_200_123_456,
+        {"site": "berlin"},
+    )
+    assert record["seq"] is None  # the measurement point already carries seq
+
+
+@pytest.mark.parametrize(
+    "fields", [{"temperature": 20.0}, {"humidity": 50.0}, {}, {"temperature": 5.0, "humidity": 0.0}]
+)
+def test_no_dew_point_without_both_inputs(fields: dict[str, float]) -> None:
+    result = derive_dew_point(enriched(fields))
+    assert result.records == [] and result.rejects == []

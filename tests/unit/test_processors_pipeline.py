@@ -1,0 +1,171 @@
+"""What one Kafka message becomes in the agent loop: outputs and dead letters, never a crash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+import pytest
+
+from plumbing.reasons import Reason
+from plumbing.topics import DLQ, RAW, VALIDATED
+from processors.agents.validate import validate_reading
+from processors.pipeline import MAX_ORIGINAL_BYTES, Incoming, Pipeline, Send
+from processors.settings import ProcessorSettings
+from processors.steps import StepResult
+from processors.timestamps import TimeLimits
+from schemas.codec import default_codec
+
+CODEC = default_codec()
+RECEIVED = 1_763_701_200_000
+
+
+@dataclass
+class Message:
+    """The fields of a Faust message the loop reads."""
+
+    value: bytes | None
+    key: bytes | None = b"dev-1"
+    topic: str = RAW
+    partition: int = 3
+    offset: int = 17
+    headers: list[tuple[str, bytes]] = field(default_factory=lambda: [("trace_id", b"t-1")])
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Pipeline:
+    settings = ProcessorSettings(process_data_dir=str(tmp_path))
+    app = faust.App("unit-pipeline", web_enabled=False, autodiscover=False,
+                    datadir=str(tmp_path))  # not started: no Kafka involved
+
+    def never(agent: str, exc: BaseException) -> None:
+        raise AssertionError("no delivery in unit tests")
+
+    return Pipeline(app, settings, never)
+
+
+def validate_step(raw: dict[str, Any]) -> StepResult:
+    return validate_reading(raw, TimeLimits.from_seconds(300, 604_800))
+
+
+def raw_reading(device_id: str = "dev-1") -> bytes:
+    return CODEC.encode(
+        "RawReading",
+        {
+            "device_id": device_id,
+            "ts": ("long", RECEIVED - 1000),
+            "received_at_ms": RECEIVED,
+            "seq": ("string", "1.5"),
+            "metrics": [
+                {"name": "temperature", "value": ("double", 20.5), "unit": "degC"},
+                {"name": "flag", "value": ("boolean", True), "unit": None},
+            ],
+        },
+    )
+
+
+def dead(send: Any) -> dict[str, Any]:
+    assert isinstance(send, Send) and send.topic == DLQ and not send.forwarded
+    return CODEC.decode(send.value)
+
+
+def test_a_reading_is_forwarded_and_its_rejects_dead_lettered(pipeline: Pipeline) -> None:
+    handle = pipeline.step_handler("validate", VALIDATED, validate_step)
+    value = raw_reading()
+    outputs = pipeline.outputs_for(Message(value), "validate", "RawReading", handle)
+    forwarded = [o for o in outputs if isinstance(o, Send) and o.forwarded]
+    assert [(o.topic, o.key) for o in forwarded] == [(VALIDATED, b"dev-1")]
+    assert CODEC.decode(forwarded[0].value)["fields"] == {"temperature": 20.5}
+    letters = sorted((dead(o) for o in outputs if o not in forwarded), key=lambda d: d["reason"])
+    assert [(d["reason"], d["metric"]) for d in letters] == [
+        ("invalid_seq", None),
+        ("value_not_a_number", "flag"),
+    ]
+    for letter in letters:
+        assert letter["original"] == value
+        assert letter["original_format"] == "avro"
+        assert letter["stage"] == "validate"
+        assert letter["source_topic"] == RAW
+        assert letter["device_id"] == "dev-1"
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (b"", "not Avro"),
+        (b"junk", "not Avro"),
+        (b"\xc3\x01" + b"\x00" * 8 + b"body", "unknown writer schema"),
+        (b"\xc3\x01" + bytes(range(200)), "unknown writer schema"),
+        (None, "tombstone"),
+    ],
+)
+def test_records_that_do_not_decode_become_dead_letters(
+    pipeline: Pipeline, value: bytes | None, why: str
+) -> None:
+    handle = pipeline.step_handler("validate", VALIDATED, validate_step)
+    [output] = pipeline.outputs_for(Message(value), "validate", "RawReading", handle)
+    letter = dead(output)
+    assert letter["reason"] == Reason.UNDECODABLE_RECORD.value
+    assert why in letter["detail"]
+    assert letter["original"] == (value or b"")
+    assert letter["device_id"] == "dev-1"  # from the key
+
+
+def test_a_record_of_another_type_is_undecodable(pipeline: Pipeline) -> None:
+    other = CODEC.encode("DeviceMetadata", {"device_id": "dev-1", "tags": {},
+                                            "updated_at_ms": 1, "source": "file"})
+    handle = pipeline.step_handler("validate", VALIDATED, validate_step)
+    [output] = pipeline.outputs_for(Message(other), "validate", "RawReading", handle)
+    letter = dead(output)
+    assert letter["reason"] == "undecodable_record"
+    assert "DeviceMetadata" in letter["detail"] and "RawReading" in letter["detail"]
+
+
+def test_a_corrupt_body_is_undecodable(pipeline: Pipeline) -> None:
+    value = raw_reading()
+    handle = pipeline.step_handler("validate", VALIDATED, validate_step)
+    [output] = pipeline.outputs_for(Message(value[:14]), "validate", "RawReading", handle)
+    assert dead(output)["reason"] == "undecodable_record"
+
+
+def test_a_failing_step_dead_letters_the_record_instead_of_crashing(pipeline: Pipeline) -> None:
+    def broken(record: dict[str, Any]) -> StepResult:
+        raise ZeroDivisionError("bug")
+
+    handle = pipeline.step_handler("validate", VALIDATED, broken)
+    [output] = pipeline.outputs_for(Message(raw_reading()), "validate", "RawReading", handle)
+    letter = dead(output)
+    assert letter["reason"] == "undecodable_record"
+    assert "ZeroDivisionError" in letter["detail"] and "report" in letter["detail"]
+
+
+def test_non_utf8_key_gives_a_dead_letter_without_device_id(pipeline: Pipeline) -> None:
+    handle = pipeline.step_handler("validate", VALIDATED, validate_step)
+    [output] = pipeline.outputs_for(Message(b"junk", key=b"\xff\xfe"), "validate",
+                                    "RawReading", handle)
+    letter = dead(output)
+    assert letter["device_id"] is None
+    assert isinstance(output, Send) and output.key is None
+
+
+def test_a_huge_original_is_cut_and_the_detail_says_so(pipeline: Pipeline) -> None:
+    huge = b"x" * (MAX_ORIGINAL_BYTES + 10)
+    handle = pipeline.step_handler("validate", VALIDATED, validate_step)
+    [output] = pipeline.outputs_for(Message(huge), "validate", "RawReading", handle)
+    letter = dead(output)
+    assert letter["original"] == huge[:MAX_ORIGINAL_BYTES]
+    assert f"of {len(huge)} bytes" in letter["detail"]
+
+
+def test_tombstones_reach_handlers_that_ask_for_them(pipeline: Pipeline) -> None:
+    seen: list[Incoming] = []
+
+    def handle(incoming: Incoming) -> list[Any]:
+        seen.append(incoming)
+        return []
+
+    assert pipeline.outputs_for(Message(None, topic="devices.metadata"), "enrich",
+                                "DeviceMetadata", handle, tombstones=True) == []
+    assert [(i.record, i.key, i.partition) for i in seen] == [(None, b"dev-1", 3)]
