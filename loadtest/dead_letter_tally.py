@@ -56,11 +56,15 @@ class DeadLetterTally:
         return self
 
     def _mine(self, record: dict[str, Any]) -> bool:
+        """Whether a dead letter came from this run's devices (by id, topic or bytes)."""
         if self.prefix is None:
             return True
         device_id = record.get("device_id")
         if device_id:
             return str(device_id).startswith(self.prefix)
+        topic = str(record.get("source_topic") or "")
+        if topic.startswith(f"devices/{self.prefix}"):
+            return True
         return self.prefix.encode() in (record.get("original") or b"")
 
     def _loop(self) -> None:

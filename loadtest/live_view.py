@@ -24,6 +24,8 @@ class ViewSnapshot:
     sent_rate: float | None = None
     in_total: float | None = None
     in_rate: float | None = None
+    processed_total: float | None = None
+    processed_rate: float | None = None
     stored_total: float | None = None
     stored_rate: float | None = None
     #: where the stored figure comes from ("sink metrics", "InfluxDB seq") or NA
@@ -49,13 +51,14 @@ def fmt_elapsed(seconds: float) -> str:
 def render_screen(snap: ViewSnapshot, title: str) -> str:
     """The full-screen view (without the terminal escape codes)."""
     lines = [f"{title}   {fmt_elapsed(snap.elapsed_s)}", ""]
-    lines.append(f"  {'':<28}{'per second':>12}{'total':>14}")
+    lines.append(f"  {'':<34}{'per second':>12}{'total':>14}")
     for label, rate, tot in (
         ("simulator sent (messages)", snap.sent_rate, snap.sent_total),
         ("MQTT in (ingest)", snap.in_rate, snap.in_total),
+        ("readings processed", snap.processed_rate, snap.processed_total),
         (f"points stored ({snap.stored_source})", snap.stored_rate, snap.stored_total),
     ):
-        lines.append(f"  {label:<28}{fmt_num(rate, 1):>12}{fmt_num(tot):>14}")
+        lines.append(f"  {label:<34}{fmt_num(rate, 1):>12}{fmt_num(tot):>14}")
     lines.append("")
     if snap.dead_letters is None:
         lines.append(f"  dead letters (telemetry.dlq since start): {NA}")
@@ -90,7 +93,8 @@ def render_line(snap: ViewSnapshot) -> str:
     down = [c.name for c in snap.components if c.state.startswith("exited")]
     return (
         f"t={int(snap.elapsed_s)}s sent/s={fmt_num(snap.sent_rate, 1)} "
-        f"in/s={fmt_num(snap.in_rate, 1)} stored/s={fmt_num(snap.stored_rate, 1)} "
+        f"in/s={fmt_num(snap.in_rate, 1)} processed/s={fmt_num(snap.processed_rate, 1)} "
+        f"stored/s={fmt_num(snap.stored_rate, 1)} "
         f"stored={fmt_num(snap.stored_total)} dlq={dlq} lag[{lag}]"
         + (f" DOWN={','.join(down)}" if down else "")
     )

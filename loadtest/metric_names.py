@@ -16,23 +16,32 @@ class MetricMatch:
 
     words: tuple[str, ...]
     unless: tuple[str, ...] = ("bytes", "seconds", "latency", "error", "fail", "batches")
+    #: only samples with these label values count (a sample without the label counts too)
+    where: tuple[tuple[str, str], ...] = ()
 
     def matches(self, family_name: str) -> bool:
         name = family_name.lower()
         return all(w in name for w in self.words) and not any(u in name for u in self.unless)
 
 
-#: MQTT messages ingest received (ingest's /metrics).
+#: MQTT telemetry messages ingest received (ingest/metrics.py:
+#: telemetry_ingest_messages_received_total{kind="telemetry"|"metadata"}).
 INGEST_RECEIVED: tuple[MetricMatch, ...] = (
-    MetricMatch(("ingest", "messages", "received")),
+    MetricMatch(("ingest", "messages", "received"), where=(("kind", "telemetry"),)),
     MetricMatch(("ingest", "received")),
     MetricMatch(("mqtt", "messages")),
 )
-#: Points the InfluxDB sink wrote (the sink's /metrics).
+#: Points the InfluxDB sink wrote (sinks/metrics.py: telemetry_sink_points_written_total). It
+#: counts derived points too (dew_point), which InfluxDB merges into the measured point.
 SINK_POINTS_WRITTEN: tuple[MetricMatch, ...] = (
     MetricMatch(("sink", "points", "written")),
     MetricMatch(("points", "written")),
     MetricMatch(("points", "stored")),
+)
+#: Readings the processors took in, at their first agent (processors/metrics.py:
+#: telemetry_processor_records_in_total{agent="validate"}).
+PROCESSOR_IN: tuple[MetricMatch, ...] = (
+    MetricMatch(("processor", "records", "in"), where=(("agent", "validate"),)),
 )
 #: Telemetry messages the simulator sent (its own metric, see loadtest/simulator.py).
 SIMULATOR_SENT: tuple[MetricMatch, ...] = (MetricMatch(("simulator", "messages", "sent")),)

@@ -66,14 +66,17 @@ class PipelineMonitor:
         )
         snap.sent_total = total(sim, names.SIMULATOR_SENT) if sim else None
         snap.in_total = total(ingest, names.INGEST_RECEIVED) if ingest else None
+        process = families.get("process")
+        snap.processed_total = total(process, names.PROCESSOR_IN) if process else None
         stored = total(sink, names.SINK_POINTS_WRITTEN) if sink else None
-        snap.stored_source = "sink metrics"
+        snap.stored_source = "sink, written"
         if stored is None:
             stored = self._stored_from_influx()
             snap.stored_source = "InfluxDB seq" if stored is not None else NA
         snap.stored_total = stored
         snap.sent_rate = self.rates.rate("sent", snap.sent_total, now)
         snap.in_rate = self.rates.rate("in", snap.in_total, now)
+        snap.processed_rate = self.rates.rate("processed", snap.processed_total, now)
         snap.stored_rate = self.rates.rate("stored", snap.stored_total, now)
         snap.dead_letters = self.dead_letters.snapshot() if self.dead_letters else None
         snap.lag = self.lag.snapshot() if self.lag else None

@@ -34,30 +34,37 @@ def parse_metrics(text: str) -> Families:
     return out
 
 
-def find_family(families: Families, matches: Iterable[MetricMatch]) -> str | None:
+def find_match(
+    families: Families, matches: Iterable[MetricMatch]
+) -> tuple[str, MetricMatch] | None:
     """The first family (shortest name on ties) matched by the first matching alternative."""
     for match in matches:
         hits = sorted((n for n in families if match.matches(n)), key=lambda n: (len(n), n))
         if hits:
-            return hits[0]
+            return hits[0], match
     return None
 
 
+def _samples(families: Families, found: tuple[str, MetricMatch]) -> list[Sample]:
+    name, match = found
+    return [s for s in families[name] if all(s.labels.get(k, v) == v for k, v in match.where)]
+
+
 def total(families: Families, matches: Iterable[MetricMatch]) -> float | None:
-    """Sum over all label sets of the matched family; None when nothing matches."""
-    name = find_family(families, matches)
-    if name is None:
+    """Sum over the label sets of the matched family; None when nothing matches."""
+    found = find_match(families, matches)
+    if found is None:
         return None
-    return float(sum(s.value for s in families[name]))
+    return float(sum(s.value for s in _samples(families, found)))
 
 
 def by_label(families: Families, matches: Iterable[MetricMatch], label: str) -> dict[str, float]:
     """Sum of the matched family grouped by one label (e.g. reason)."""
-    name = find_family(families, matches)
+    found = find_match(families, matches)
     out: dict[str, float] = {}
-    if name is None:
+    if found is None:
         return out
-    for s in families[name]:
+    for s in _samples(families, found):
         key = s.labels.get(label, "")
         out[key] = out.get(key, 0.0) + float(s.value)
     return out

@@ -77,5 +77,5 @@ class RunSettings(TelemetrySettings):
     """Seconds between two refreshes of the live view."""
     run_stop_timeout_s: float = 30.0
     """After SIGTERM, how long before SIGKILL."""
-    run_lag_groups: str = "*sink*,*influx*,*process*,telemetry*"
+    run_lag_groups: str = "telemetry-processors,telemetry-sink-influxdb"
     """Comma-separated glob patterns of the consumer groups whose lag the view shows."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -244,7 +245,8 @@ class Simulation:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "duration_s": round(duration, 3),
-            "achieved_rate": round(self.tally.messages_sent / duration, 2),
+            #: paced publishes (telemetry and bad metadata) per second
+            "achieved_rate": round(self.generator.sent / duration, 2),
             "messages_acked": self.publisher.acked,
             "messages_unacked": self.publisher.pending,
             **self.tally.as_dict(),
@@ -267,8 +269,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"sent {summary['messages_sent']} messages ({summary['readings_sent']} readings) "
         f"from {summary['devices']} devices in {summary['duration_s']:.1f}s "
-        f"= {summary['achieved_rate']:.1f} msg/s; acked {summary['messages_acked']}, "
-        f"unacked {summary['messages_unacked']}",
+        f"= {summary['achieved_rate']:.1f} msg/s; the broker acknowledged "
+        f"{summary['messages_acked']} publishes (metadata included), "
+        f"{summary['messages_unacked']} unacknowledged",
         f"expected good points: {summary['expected_good_points']}",
     ]
     for kind, shapes in summary["messages_by_kind"].items():
@@ -300,8 +303,8 @@ def check_settings(s: SimulatorSettings, duration: float | None, count: int | No
     """What is wrong with these options, in words a user can act on; None when fine."""
     if s.simulate_devices < 1:
         return "--devices must be at least 1"
-    if s.simulate_rate <= 0:
-        return "--rate must be positive (messages per second)"
+    if not (math.isfinite(s.simulate_rate) and s.simulate_rate > 0):
+        return "--rate must be a positive number of messages per second"
     if not 0.0 <= s.simulate_bad_ratio <= 1.0:
         return "--bad-ratio must be between 0 and 1"
     if not PREFIX_PATTERN.match(s.simulate_device_prefix):
