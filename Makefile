@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
+HELM := $(HOME)/.cache/helm/bin/helm
+
 .PHONY: run test lint stack-up stack-down clean-venv
 
 $(BIN)/.installed: pyproject.toml
@@ -17,8 +19,12 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/telemetry run $(ARGS)
 
+# helm (for the chart tests) built from its Go module, cached outside the checkout
+$(HELM):
+	bash helm/install-helm.sh
+
 ## make test: install, bring the stack up, ruff + mypy + pytest, bring the stack down
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(HELM)
 	@set -e; \
 	$(BIN)/telemetry stack up; \
 	trap '$(BIN)/telemetry stack down' EXIT; \
