@@ -10,6 +10,7 @@ messages again, with the same session, and they are produced again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from types import TracebackType
@@ -87,6 +88,17 @@ class MqttConnection:
     ) -> None:
         self._open = False
         await self._client.__aexit__(exc_type, exc, tb)
+
+    async def end_session(self, timeout: float = 10.0) -> None:
+        """Disconnects with Session Expiry 0: the broker forgets this session, so it stops
+        routing this pod's share of the shared subscription to a session nobody reads."""
+        props = Properties(PacketTypes.DISCONNECT)
+        props.SessionExpiryInterval = 0
+        self._open = False
+        if self._paho.disconnect(properties=props) != paho.MQTT_ERR_SUCCESS:
+            return
+        with contextlib.suppress(asyncio.TimeoutError, aiomqtt.MqttError):
+            await asyncio.wait_for(asyncio.shield(self._client._disconnected), timeout)
 
     @property
     def connected(self) -> bool:

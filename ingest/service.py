@@ -142,8 +142,11 @@ class IngestService:
             log.warning("Kafka did not confirm everything before shutdown; those messages "
                         "stay unacknowledged and will be delivered again",
                         extra={"records_unconfirmed": left})
-        else:
-            log.info("everything received was delivered and acknowledged")
+            return
+        log.info("everything received was delivered and acknowledged")
+        if conn is not None and self.settings.mqtt_end_session_on_shutdown:
+            await conn.end_session()
+            log.info("MQTT session ended: the group's other pods take this pod's share")
 
     async def _handle(self, conn: MqttConnection, message: Inbound) -> None:
         received_at_ms = time.time_ns() // 1_000_000

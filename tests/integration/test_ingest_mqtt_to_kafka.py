@@ -117,6 +117,32 @@ class Publisher:
         self.client.disconnect()
 
 
+def session_present(stack_env: dict[str, str], client_id: str) -> bool:
+    """Whether the broker holds a session for `client_id` (the probe leaves none behind)."""
+    flags: list[bool] = []
+    connected = threading.Event()
+    probe = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                        client_id=client_id, reconnect_on_failure=False)
+    probe.username_pw_set(stack_env["TELEMETRY_MQTT_USERNAME"],
+                          stack_env["TELEMETRY_MQTT_PASSWORD"])
+
+    def on_connect(c: mqtt.Client, u: object, f: mqtt.ConnectFlags, rc: object,
+                   p: object) -> None:
+        flags.append(f.session_present)
+        connected.set()
+
+    probe.on_connect = on_connect
+    probe.connect(stack_env["TELEMETRY_MQTT_HOST"], int(stack_env["TELEMETRY_MQTT_PORT"]),
+                  clean_start=False)  # no Session Expiry property: the session ends with us
+    probe.loop_start()
+    try:
+        assert connected.wait(10), "no CONNACK"
+    finally:
+        probe.disconnect()
+        probe.loop_stop()
+    return flags[0]
+
+
 def metric(component: Component, name: str, labels: str = "") -> float:
     pattern = re.compile(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", re.M)
     m = pattern.search(component.metrics())
@@ -417,6 +443,8 @@ def test_retained_metadata_reaches_a_new_pod_and_sigterm_exits_cleanly(
         code = pod.stop()
     assert code == 0, pod.tail()
     assert "everything received was delivered and acknowledged" in pod.tail()
+    # A clean shutdown ends the session, so the broker routes nothing more to it.
+    assert not session_present(stack_env, env["TELEMETRY_MQTT_CLIENT_ID"])
 
 
 def test_devices_load_publishes_good_rows_and_reports_bad_ones(
