@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +27,31 @@ from ingest.records import Headers
 from plumbing.backoff import Backoff
 
 log = logging.getLogger("ingest.kafka")
+librdkafka_log = logging.getLogger("ingest.kafka.librdkafka")
+
+
+class _SameMessageRateLimit(logging.Filter):
+    """Lets one line of a kind through per interval: an absent Kafka makes librdkafka report
+    every reconnect attempt, and the log should say so once, not twenty times a second."""
+
+    def __init__(self, interval_s: float = 30.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = re.sub(r"\d+", "#", record.getMessage())[:120]
+        now = time.monotonic()
+        if now - self._last.get(kind, -math.inf) < self.interval_s:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[kind] = now
+        return True
+
+
+log.addFilter(_SameMessageRateLimit())
+librdkafka_log.addFilter(_SameMessageRateLimit())
 
 
 class DeliveryAbandoned(RuntimeError):
@@ -70,7 +97,14 @@ class AsyncProducer:
         self._retry_max_s = retry_max_s
         self._retry_timers: dict[_Record, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._producer = Producer({**config, "error_cb": self._on_error, "logger": log})
+        self.reachable = False
+        self._producer = Producer({
+            "reconnect.backoff.ms": 250,
+            "reconnect.backoff.max.ms": 10_000,
+            **config,
+            "error_cb": self._on_error,
+            "logger": librdkafka_log,
+        })
         self._stop_polling = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
         self._poller.start()
@@ -132,8 +166,8 @@ class AsyncProducer:
             if record.backoff is None:
                 record.backoff = Backoff(0.5, self._retry_max_s)
             delay = record.backoff.next_delay()
-            log.warning("Kafka delivery failed; producing again", extra={
-                "topic": record.topic, "error": err.str(), "retry_in_s": round(delay, 2)})
+            log.warning("Kafka delivery to %s failed (%s); producing it again", record.topic,
+                        err.str(), extra={"retry_in_s": round(delay, 2)})
             self._retry_timers[record] = self._loop.call_later(delay, self._retry, record)
 
     def _retry(self, record: _Record) -> None:
@@ -160,20 +194,33 @@ class AsyncProducer:
                 self._loop.call_soon_threadsafe(
                     self._on_fatal, f"fatal Kafka producer error: {err.str()}")
         else:
-            log.warning("Kafka client error", extra={"error": err.str()})
+            log.warning("Kafka client error: %s", err.str())
 
     def _poll(self) -> None:
         while not self._stop_polling.is_set():
             self._producer.poll(0.1)
 
-    def reachable(self, topic: str, timeout: float) -> bool:
-        """True when a broker answers a metadata request for `topic` (blocking; use a thread)."""
-        try:
-            metadata = self._producer.list_topics(topic, timeout=timeout)
-        except KafkaException:
-            return False
-        found = metadata.topics.get(topic)
-        return found is not None and found.error is None
+    def watch_reachability(self, topic: str, interval_s: float) -> None:
+        """Keeps `reachable` current from a daemon thread (never delays the exit): True when a
+        broker answers a metadata request for `topic`; retried with backoff while it is not."""
+        threading.Thread(target=self._watch, args=(topic, interval_s), name="kafka-probe",
+                         daemon=True).start()
+
+    def _watch(self, topic: str, interval_s: float) -> None:
+        backoff = Backoff(0.5, 30.0)
+        while not self._stop_polling.is_set():
+            try:
+                metadata = self._producer.list_topics(topic, timeout=5.0)
+                found = metadata.topics.get(topic)
+                ok = found is not None and found.error is None
+            except KafkaException:
+                ok = False
+            if ok != self.reachable:
+                log.info("Kafka reachable" if ok else "Kafka not reachable")
+            self.reachable = ok
+            if ok:
+                backoff.reset()
+            self._stop_polling.wait(interval_s if ok else backoff.next_delay())
 
     async def drain(self, timeout: float) -> int:
         """Stops retrying and waits up to `timeout` s for deliveries; returns what is left."""
@@ -183,9 +230,10 @@ class AsyncProducer:
             self._settle(record, DeliveryAbandoned("shutdown before a retry"))
         self._retry_timers.clear()
         if self._in_flight:
-            await self._loop.run_in_executor(None, self._producer.flush, timeout)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), 1.0)
+            queued = await self._loop.run_in_executor(None, self._producer.flush, timeout)
+            if queued == 0:  # all reported: let their callbacks reach the loop
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), 5.0)
         return self._in_flight
 
     def close(self) -> None:

@@ -49,7 +49,6 @@ class IngestService:
         self.settings = settings
         self.health = health
         self.subscribed = False
-        self.kafka_reachable = False
         self._exit_code = 0
 
     async def run(self) -> int:
@@ -60,16 +59,13 @@ class IngestService:
             loop.add_signal_handler(sig, self.stop)
         self.producer = AsyncProducer(
             self.settings.producer_config(), self.settings.ingest_max_in_flight, self._fatal)
+        self.producer.watch_reachability(RAW, self.settings.kafka_probe_interval_s)
         self.health.checks["mqtt_subscribed"] = lambda: self.subscribed
-        self.health.checks["kafka_reachable"] = lambda: self.kafka_reachable
+        self.health.checks["kafka_reachable"] = lambda: self.producer.reachable
         self.health.ready = True
-        probe = loop.create_task(self._probe_kafka())
         try:
             await self._mqtt_sessions()
         finally:
-            probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await probe
             self.producer.close()
         log.info("ingest stopped", extra={"exit_code": self._exit_code})
         return self._exit_code
@@ -183,21 +179,6 @@ class IngestService:
         if pending is not None:
             conn.acks.part_done(pending)
 
-    async def _probe_kafka(self) -> None:
-        """Keeps `kafka_reachable` current for /readyz, backing off while Kafka is away."""
-        loop = asyncio.get_running_loop()
-        backoff = Backoff(0.5, 30.0)
-        while True:
-            ok = await loop.run_in_executor(None, self.producer.reachable, RAW, 5.0)
-            if ok != self.kafka_reachable:
-                log.info("Kafka reachable" if ok else "Kafka not reachable",
-                         extra={"bootstrap": self.settings.kafka_bootstrap_servers})
-            self.kafka_reachable = ok
-            if ok:
-                backoff.reset()
-                await asyncio.sleep(self.settings.kafka_probe_interval_s)
-            else:
-                await asyncio.sleep(backoff.next_delay())
 
 
 def _internal_error(message: Inbound) -> Outgoing:
