@@ -97,10 +97,16 @@ class InfluxProbe:
         }
 
     def seq_counts(self, prefix: str, start: datetime, stop: datetime) -> dict[str, int]:
-        """device -> number of stored points carrying a seq."""
+        """device -> number of distinct seq values stored.
+
+        Distinct, because one reading can sit in two series when its tags changed between two
+        deliveries (e.g. written before and after the device's metadata arrived).
+        """
         flux = self._run_filter(prefix, start, stop) + (
             '  |> filter(fn: (r) => r._field == "seq")\n'
-            '  |> group(columns: ["device_id"])\n  |> count()\n'
+            '  |> group(columns: ["device_id"])\n'
+            '  |> distinct(column: "_value")\n'
+            "  |> count()\n"
         )
         return {str(r["device_id"]): int(r["_value"]) for r in self.query(flux)}
 

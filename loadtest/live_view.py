@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 NA = "n/a"
+SINK = "sink"
+INFLUXDB = "InfluxDB"
 
 
 @dataclass
@@ -28,7 +30,8 @@ class ViewSnapshot:
     processed_rate: float | None = None
     stored_total: float | None = None
     stored_rate: float | None = None
-    #: where the stored figure comes from ("sink metrics", "InfluxDB seq") or NA
+    #: where the stored figure comes from: SINK (points the sink wrote), INFLUXDB (sum of the
+    #: run's devices' newest seq in the database) or NA
     stored_source: str = NA
     #: reason -> count; None when telemetry.dlq could not be read
     dead_letters: dict[str, int] | None = None
@@ -37,10 +40,18 @@ class ViewSnapshot:
     components: list[ComponentStatus] = field(default_factory=list)
 
 
-def fmt_num(value: float | None, decimals: int = 0) -> str:
+def fmt_num(value: float | None, decimals: int = 0, grouped: bool = True) -> str:
     if value is None:
         return NA
-    return f"{value:,.{decimals}f}"
+    return f"{value:,.{decimals}f}" if grouped else f"{value:.{decimals}f}"
+
+
+def stored_label(source: str) -> str:
+    if source == SINK:
+        return "points written (sink)"
+    if source == INFLUXDB:
+        return "points stored (InfluxDB)"
+    return "points stored"
 
 
 def fmt_elapsed(seconds: float) -> str:
@@ -56,15 +67,15 @@ def render_screen(snap: ViewSnapshot, title: str) -> str:
         ("simulator sent (messages)", snap.sent_rate, snap.sent_total),
         ("MQTT in (ingest)", snap.in_rate, snap.in_total),
         ("readings processed", snap.processed_rate, snap.processed_total),
-        (f"points stored ({snap.stored_source})", snap.stored_rate, snap.stored_total),
+        (stored_label(snap.stored_source), snap.stored_rate, snap.stored_total),
     ):
         lines.append(f"  {label:<34}{fmt_num(rate, 1):>12}{fmt_num(tot):>14}")
     lines.append("")
     if snap.dead_letters is None:
-        lines.append(f"  dead letters (telemetry.dlq since start): {NA}")
+        lines.append(f"  dead letters of these devices (telemetry.dlq): {NA}")
     else:
         total = sum(snap.dead_letters.values())
-        lines.append(f"  dead letters (telemetry.dlq since start): {total:,}")
+        lines.append(f"  dead letters of these devices (telemetry.dlq): {total:,}")
         for reason, n in sorted(snap.dead_letters.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"    {reason:<26}{n:>10,}")
     lines.append("")
@@ -87,14 +98,18 @@ def render_screen(snap: ViewSnapshot, title: str) -> str:
 
 
 def render_line(snap: ViewSnapshot) -> str:
-    """One line per refresh, for logs and pipes."""
+    """One line per refresh, for logs and pipes (plain numbers, no thousands separators)."""
     dlq = NA if snap.dead_letters is None else str(sum(snap.dead_letters.values()))
-    lag = ",".join(f"{g}={fmt_num(v)}" for g, v in sorted(snap.lag.items())) if snap.lag else NA
+    lag = NA
+    if snap.lag:
+        lag = ",".join(f"{g}={fmt_num(v, grouped=False)}" for g, v in sorted(snap.lag.items()))
+    stored = "written" if snap.stored_source == SINK else "stored"
     down = [c.name for c in snap.components if c.state.startswith("exited")]
     return (
-        f"t={int(snap.elapsed_s)}s sent/s={fmt_num(snap.sent_rate, 1)} "
-        f"in/s={fmt_num(snap.in_rate, 1)} processed/s={fmt_num(snap.processed_rate, 1)} "
-        f"stored/s={fmt_num(snap.stored_rate, 1)} "
-        f"stored={fmt_num(snap.stored_total)} dlq={dlq} lag[{lag}]"
+        f"t={int(snap.elapsed_s)}s sent/s={fmt_num(snap.sent_rate, 1, False)} "
+        f"in/s={fmt_num(snap.in_rate, 1, False)} "
+        f"processed/s={fmt_num(snap.processed_rate, 1, False)} "
+        f"{stored}/s={fmt_num(snap.stored_rate, 1, False)} "
+        f"{stored}={fmt_num(snap.stored_total, 0, False)} dlq={dlq} lag[{lag}]"
         + (f" DOWN={','.join(down)}" if down else "")
     )

@@ -14,7 +14,7 @@ from loadtest import metric_names as names
 from loadtest.consumer_lag import ConsumerLag
 from loadtest.dead_letter_tally import DeadLetterTally
 from loadtest.influx_probe import InfluxProbe
-from loadtest.live_view import NA, ComponentStatus, ViewSnapshot
+from loadtest.live_view import INFLUXDB, NA, SINK, ComponentStatus, ViewSnapshot
 from loadtest.pipeline_processes import Pipeline
 from loadtest.proc_stats import cpu_seconds, rss_mib
 from loadtest.scraped_metrics import RateTracker, fetch_metrics, total
@@ -69,10 +69,10 @@ class PipelineMonitor:
         process = families.get("process")
         snap.processed_total = total(process, names.PROCESSOR_IN) if process else None
         stored = total(sink, names.SINK_POINTS_WRITTEN) if sink else None
-        snap.stored_source = "sink, written"
+        snap.stored_source = SINK
         if stored is None:
             stored = self._stored_from_influx()
-            snap.stored_source = "InfluxDB seq" if stored is not None else NA
+            snap.stored_source = INFLUXDB if stored is not None else NA
         snap.stored_total = stored
         snap.sent_rate = self.rates.rate("sent", snap.sent_total, now)
         snap.in_rate = self.rates.rate("in", snap.in_total, now)

@@ -140,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
     code = 0
     try:
         pipeline.start_components(stop)
-        dead_letters = open_dead_letter_tally(env, None)
+        dead_letters = open_dead_letter_tally(env, args.device_prefix)
         if not stop.is_set():
             pipeline.start_simulator(simulator_args(args, summary_path), stop)
             print(f"simulate ready (pid {pipeline.simulator.pid if pipeline.simulator else '?'})")

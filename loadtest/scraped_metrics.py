@@ -23,7 +23,7 @@ def parse_metrics(text: str) -> Families:
     out: Families = {}
     try:
         for family in text_string_to_metric_families(text):
-            if family.type not in ("counter", "gauge", "untyped"):
+            if family.type not in ("counter", "gauge", "untyped", "unknown"):
                 continue
             wanted = {family.name, family.name + "_total"}
             samples = [s for s in family.samples if s.name in wanted]
