@@ -37,6 +37,7 @@ from loadtest.run import (
     influx_target,
     install_stop_signals,
     kafka_config,
+    say,
 )
 from loadtest.scraped_metrics import fetch_metrics, total
 from loadtest.settings import RunSettings
@@ -149,7 +150,7 @@ class Timeline:
             }
         )
         if self.verbose:
-            print(render_line(snap), flush=True)
+            say(render_line(snap))
 
 
 def _ingest_received(settings: RunSettings) -> float | None:

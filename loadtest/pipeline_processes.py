@@ -8,6 +8,7 @@ left half-sent, then ingest, process, sink, so each drains into the next).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -40,6 +42,13 @@ def pipeline_specs(settings: RunSettings) -> list[ComponentSpec]:
         ComponentSpec("process", ("process",), settings.run_process_port),
         ComponentSpec("sink-influxdb", ("sink", "influxdb"), settings.run_sink_port),
     ]
+
+
+def _die_with_parent() -> list[str]:
+    """A command prefix that SIGTERMs the child if this process dies without stopping it
+    (SIGKILL, a crash): the components never outlive `run`. Linux util-linux `setpriv`."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -74,7 +83,7 @@ class ComponentProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - open for the child's lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "plumbing.cli", *self.spec.args],
+            [*_die_with_parent(), sys.executable, "-m", "plumbing.cli", *self.spec.args],
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -159,12 +168,12 @@ class Pipeline:
             procs.append(self.simulator)
         return {p.name: p for p in procs}
 
-    def start_components(self, stop: threading.Event, say: object = print) -> None:
+    def start_components(self, stop: threading.Event, say: Callable[[str], None] = print) -> None:
         for comp in self.components:
             comp.start()
         for comp in self.components:
             comp.wait_ready(self.settings.run_ready_timeout_s, stop)
-            if callable(say) and not stop.is_set():
+            if not stop.is_set():
                 say(f"{comp.name} ready (pid {comp.pid}, port {comp.spec.port})")
 
     def start_simulator(self, sim_args: list[str], stop: threading.Event) -> None:

@@ -7,6 +7,7 @@ command started are stopped, in pipeline order.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -64,15 +65,22 @@ def influx_target(env: dict[str, str]) -> InfluxTarget:
 
 
 def install_stop_signals(stop: threading.Event) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    """Ctrl-C, SIGTERM and a closed terminal (SIGHUP) all mean: stop in order, then exit."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
+
+
+def say(text: str, err: bool = False) -> None:
+    """print() that survives a closed terminal: shutting down must not depend on output."""
+    with contextlib.suppress(OSError):
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
 
 
 def open_dead_letter_tally(env: dict[str, str], prefix: str | None) -> DeadLetterTally | None:
     try:
         return DeadLetterTally(kafka_config(env), prefix).start()
     except KafkaException as exc:
-        print(f"dead letters unavailable: {exc}", file=sys.stderr)
+        say(f"dead letters unavailable: {exc}", err=True)
         return None
 
 
@@ -126,7 +134,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         stack = ensure_stack()
     except StackError as exc:
-        print(f"run: the local stack did not come up: {exc}", file=sys.stderr)
+        say(f"run: the local stack did not come up: {exc}", err=True)
         return 1
     env = component_env(stack)
     log_dir = stack.settings.logs_dir / "run"
@@ -134,16 +142,16 @@ def main(args: argparse.Namespace) -> int:
     summary_path.unlink(missing_ok=True)
     pipeline = Pipeline(settings, env, log_dir)
     since = datetime.now(UTC) - timedelta(seconds=5)
-    print(f"logs: {log_dir}")
+    say(f"logs: {log_dir}")
     dead_letters: DeadLetterTally | None = None
     influx: InfluxProbe | None = None
     code = 0
     try:
-        pipeline.start_components(stop)
+        pipeline.start_components(stop, say)
         dead_letters = open_dead_letter_tally(env, args.device_prefix)
         if not stop.is_set():
             pipeline.start_simulator(simulator_args(args, summary_path), stop)
-            print(f"simulate ready (pid {pipeline.simulator.pid if pipeline.simulator else '?'})")
+            say(f"simulate ready (pid {pipeline.simulator.pid if pipeline.simulator else '?'})")
         influx = InfluxProbe(influx_target(env), timeout_ms=5_000)
         patterns = [p.strip() for p in settings.run_lag_groups.split(",") if p.strip()]
         monitor = PipelineMonitor(
@@ -161,11 +169,7 @@ def main(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stop.is_set():
             snap = monitor.sample()
-            if interactive:
-                sys.stdout.write(CLEAR + render_screen(snap, title) + "\n")
-            else:
-                print(render_line(snap))
-            sys.stdout.flush()
+            say(CLEAR + render_screen(snap, title) if interactive else render_line(snap))
             if any(c.state.startswith("exited") for c in snap.components):
                 code = 1
             if deadline is not None and time.monotonic() >= deadline:
@@ -175,10 +179,10 @@ def main(args: argparse.Namespace) -> int:
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
             stop.wait(wait)
     except StartError as exc:
-        print(f"run: {exc}", file=sys.stderr)
+        say(f"run: {exc}", err=True)
         code = 1
     finally:
-        print(
+        say(
             "stopping simulator, ingest, process, sink (SIGTERM; SIGKILL after "
             f"{settings.run_stop_timeout_s:.0f}s)..."
         )
@@ -187,15 +191,15 @@ def main(args: argparse.Namespace) -> int:
             dead_letters.close()
         if influx:
             influx.close()
-    print("stopped: " + ", ".join(f"{n} (exit {c})" for n, c in exits.items()))
+    say("stopped: " + ", ".join(f"{n} (exit {c})" for n, c in exits.items()))
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
-        print(
+        say(
             f"simulator sent {summary['messages_sent']:,} messages, {summary['readings_sent']:,} "
             f"readings; expected good points {summary['expected_good_points']:,}; "
             f"bad messages {summary['bad_messages']:,}"
         )
         device = next(iter(summary["max_seq_by_device"]), f"{args.device_prefix}env-0001")
-        print(query_hints(device, env))
-    print(f"component logs: {log_dir}")
+        say(query_hints(device, env))
+    say(f"component logs: {log_dir}")
     return code
