@@ -113,6 +113,13 @@ class MqttConnection:
         granted = await self._client.subscribe(metadata_filter, options=options)
         _check_granted(metadata_filter, granted)
 
+    async def unsubscribe(self, *topic_filters: str) -> None:
+        """Stops new deliveries; everything sent before the UNSUBACK is in the inbox after."""
+        await self._client.unsubscribe(list(topic_filters))
+
+    def inbox_empty(self) -> bool:
+        return self._inbox.empty()
+
     async def next_message(self) -> Inbound:
         """The next PUBLISH; raises aiomqtt.MqttError when the connection is lost."""
         get = asyncio.ensure_future(self._inbox.get())

@@ -50,6 +50,9 @@ class IngestService:
         self.health = health
         self.subscribed = False
         self._exit_code = 0
+        self._unsubscribed = False
+        self._intake_waiting = False
+        self._deadline: float | None = None
 
     async def run(self) -> int:
         """Runs until SIGTERM/SIGINT (exit code 0) or a fatal Kafka error (1)."""
@@ -113,11 +116,22 @@ class IngestService:
         await self._drain(None)
 
     async def _serve(self, conn: MqttConnection) -> None:
-        """Takes messages until stopped; raises aiomqtt.MqttError when the connection drops."""
+        """Takes messages until stopped; raises aiomqtt.MqttError when the connection drops.
+
+        When the session is to end on shutdown, the subscriptions are dropped first and what
+        the broker sent before its UNSUBACK is still handled: a session can only be ended
+        once nothing it delivered is left unacknowledged.
+        """
+        self._intake_waiting = False
         intake = asyncio.create_task(self._intake(conn))
         stopped = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait((intake, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if intake.done():
+                intake.result()
+            self._deadline = time.monotonic() + self.settings.ingest_shutdown_timeout_s
+            if self.settings.mqtt_end_session_on_shutdown and self._exit_code == 0:
+                await self._finish_intake(conn, intake)
         finally:
             stopped.cancel()
             if not intake.done():
@@ -125,13 +139,36 @@ class IngestService:
             with contextlib.suppress(asyncio.CancelledError):
                 await intake
 
+    async def _finish_intake(self, conn: MqttConnection, intake: asyncio.Task[None]) -> None:
+        deadline = time.monotonic() + self.settings.ingest_shutdown_timeout_s
+        if self._deadline is not None:
+            deadline = self._deadline
+        try:
+            await conn.unsubscribe(self.settings.shared_telemetry_filter,
+                                   self.settings.mqtt_metadata_filter)
+        except aiomqtt.MqttError as exc:
+            log.warning("could not unsubscribe; keeping the session", extra={"error": str(exc)})
+            return
+        self._unsubscribed = True
+        while not (self._intake_waiting and conn.inbox_empty()) and not intake.done():
+            if time.monotonic() > deadline:
+                log.warning("messages received before unsubscribing were not all handled in "
+                            "time; keeping the session so the broker delivers them again")
+                return
+            await asyncio.sleep(0.05)
+
     async def _intake(self, conn: MqttConnection) -> None:
         while True:
+            self._intake_waiting = True
             message = await conn.next_message()
+            self._intake_waiting = False
             await self._handle(conn, message)
 
     async def _drain(self, conn: MqttConnection | None) -> None:
-        left = await self.producer.drain(self.settings.ingest_shutdown_timeout_s)
+        timeout = self.settings.ingest_shutdown_timeout_s
+        if self._deadline is not None:  # one budget for the whole shutdown
+            timeout = max(0.5, self._deadline - time.monotonic())
+        left = await self.producer.drain(timeout)
         if conn is not None:
             await asyncio.sleep(0)  # let the last PUBACKs reach the socket writer
         if left:
@@ -139,8 +176,14 @@ class IngestService:
                         "stay unacknowledged and will be delivered again",
                         extra={"records_unconfirmed": left})
             return
-        log.info("everything received was delivered and acknowledged")
-        if conn is not None and self.settings.mqtt_end_session_on_shutdown:
+        log.info("everything handled was delivered and acknowledged")
+        if (
+            conn is not None
+            and self._unsubscribed
+            and self._exit_code == 0
+            and conn.inbox_empty()
+            and len(conn.acks) == 0
+        ):
             await conn.end_session()
             log.info("MQTT session ended: the group's other pods take this pod's share")
 

@@ -49,12 +49,13 @@ class IngestSettings(KafkaSettings, ObservabilitySettings):
     """How long the broker keeps this pod's session (and its unacknowledged messages) after a
     disconnect; a pod that restarts within this time loses nothing."""
     mqtt_end_session_on_shutdown: bool = True
-    """After a clean SIGTERM shutdown (everything received delivered and acknowledged), end
-    the MQTT session instead of keeping it for `mqtt_session_expiry_s`. With several pods this
-    is what you want: the broker stops routing this pod's share of the shared subscription to a
-    session nobody reads (Mosquitto does that, and drops it when the session expires: lost on
-    a scale-down). With a single pod, set false so messages published while it restarts wait
-    in its session. A crash never ends the session."""
+    """On SIGTERM, unsubscribe, handle what the broker had already sent, and once all of it
+    is delivered and acknowledged end the MQTT session instead of keeping it for
+    `mqtt_session_expiry_s`. With several pods this is what you want: the broker stops
+    routing this pod's share of the shared subscription to a session nobody reads (Mosquitto
+    does that, and drops those messages when the session expires: lost on a scale-down). With
+    a single pod, set false so messages published while it restarts wait in its session. A
+    crash never ends the session."""
     mqtt_receive_maximum: int = Field(default=1000, ge=1, le=65535)
     """QoS 1 messages the broker may send before this pod acknowledges them (MQTT v5 Receive
     Maximum); unacknowledged messages wait for Kafka, so this bounds messages held in memory."""
