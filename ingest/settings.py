@@ -73,8 +73,9 @@ class IngestSettings(KafkaSettings, ObservabilitySettings):
     ingest_health_port: int = 9101
     """Port of /metrics, /healthz and /readyz (env TELEMETRY_INGEST_HEALTH_PORT)."""
     ingest_shutdown_timeout_s: float = Field(default=30.0, ge=0)
-    """On SIGTERM, how long to wait for Kafka to confirm what was received before exiting;
-    anything unconfirmed stays unacknowledged and the broker delivers it again."""
+    """The whole SIGTERM shutdown budget: finish what the broker sent, wait for Kafka, send the
+    PUBACKs. Anything unconfirmed by then stays unacknowledged and is delivered again. Also
+    the flush timeout of `devices load`."""
 
     kafka_linger_ms: int = Field(default=20, ge=0)
     """How long the producer waits to fill a batch (librdkafka `linger.ms`)."""
