@@ -1,0 +1,1 @@
+"""Batched sinks: Kafka EnrichedReadings into InfluxDB and TDengine (see sinks/README.md)."""

@@ -1,0 +1,286 @@
+"""InfluxDB line protocol for EnrichedReading records, escaped the way the real parsers read it.
+
+The rules were checked against InfluxDB 2.9.1 (`models/points.go`) by writing hostile strings
+and reading them back (tests/integration/test_sink_influxdb_escaping.py):
+
+* Tag keys and values: `,` `=` and space get a backslash. Backslashes are NOT doubled: the
+  tag parser only unescapes `\\,` `\\=` and `\\ `, so `a\\b` is stored as written. A tag key or
+  value that ends in a backslash cannot be written: the separator after it would read as
+  escaped.
+* Field keys: `,` `=` space and `"` get a backslash. The field parser skips backslash pairs,
+  so a run of an odd number of backslashes just before `,` `=` or space, or any backslash at
+  the end of the key, cannot be written (InfluxDB refuses the line or, for an even run at the
+  end, silently stores a different field).
+* A newline cannot be written anywhere outside a string field value.
+* InfluxDB splits a request body into lines with a scanner that treats a backslash as
+  escaping the next byte and tracks double quotes; a tag holding a backslash-space before an
+  unescaped quote makes it read past the end of the line. Such a line is valid alone, so
+  `request_bodies` puts it last in its request body.
+
+TDengine's schemaless parser documents different backslash rules (two backslashes make one)
+and its source has changed between versions; with `Dialect.TDENGINE` any backslash in a
+name or tag value is refused rather than risk a silently altered value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
+from typing import Any
+
+#: InfluxDB stores time as int64 nanoseconds; its parser accepts this range (points.go).
+_MIN_TIME_NS = -9223372036854775806
+_MAX_TIME_NS = 9223372036854775806
+_CACHE_LIMIT = 100_000
+
+
+class Dialect(StrEnum):
+    INFLUXDB = "influxdb"
+    TDENGINE = "tdengine"
+
+
+class UnrepresentableError(ValueError):
+    """The reading cannot be written as line protocol without being altered."""
+
+    def __init__(self, message: str, metric: str | None = None) -> None:
+        super().__init__(message)
+        self.metric = metric
+
+
+_TAG_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
+_FIELD_KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", '"': '\\"'})
+_MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ "})
+_STRING_VALUE_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+#: An odd number of backslashes right before a byte the field parser treats as a separator.
+_ODD_BACKSLASHES_BEFORE_SEPARATOR = re.compile(r"(?<!\\)(?:\\\\)*\\[,= ]")
+
+
+def escape_measurement(name: str, dialect: Dialect = Dialect.INFLUXDB) -> str:
+    if not name:
+        raise UnrepresentableError("the measurement name is empty")
+    if name.startswith("#"):
+        raise UnrepresentableError("a measurement starting with '#' reads as a comment line")
+    _check_common(name, "measurement", dialect)
+    return name.translate(_MEASUREMENT_ESCAPES)
+
+
+def escape_tag(text: str, what: str, dialect: Dialect = Dialect.INFLUXDB) -> str:
+    """A tag key or value (non-empty) escaped for line protocol."""
+    if not text:
+        raise UnrepresentableError(f"{what} is empty")
+    _check_common(text, what, dialect)
+    return text.translate(_TAG_ESCAPES)
+
+
+def escape_field_key(name: str, dialect: Dialect = Dialect.INFLUXDB) -> str:
+    if not name:
+        raise UnrepresentableError("a metric name is empty", metric=name)
+    what = f"metric name {name!r}"
+    try:
+        _check_common(name, what, dialect)
+    except UnrepresentableError as exc:
+        raise UnrepresentableError(str(exc), metric=name) from None
+    if dialect is Dialect.TDENGINE:
+        return name.translate(_TAG_ESCAPES)
+    if _ODD_BACKSLASHES_BEFORE_SEPARATOR.search(name):
+        raise UnrepresentableError(
+            f"{what} has an odd number of backslashes before ',', '=' or a space; InfluxDB's "
+            "field parser would read the separator as unescaped",
+            metric=name,
+        )
+    return name.translate(_FIELD_KEY_ESCAPES)
+
+
+def escape_string_value(text: str) -> str:
+    """A string field value, quotes included."""
+    return '"' + text.translate(_STRING_VALUE_ESCAPES) + '"'
+
+
+def _check_common(text: str, what: str, dialect: Dialect) -> None:
+    if "\n" in text:
+        raise UnrepresentableError(f"{what} contains a newline, which ends a line-protocol line")
+    if dialect is Dialect.TDENGINE and "\\" in text:
+        raise UnrepresentableError(
+            f"{what} contains a backslash; TDengine's schemaless parser collapses backslashes "
+            "(and its rules differ between versions), so the value would not be stored as sent"
+        )
+    if text.endswith("\\"):
+        raise UnrepresentableError(
+            f"{what} ends with a backslash; line protocol would read the separator after it "
+            "as escaped"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnrepresentableError(f"{what} is not valid Unicode (lone surrogate)") from None
+
+
+def format_field_value(value: Any) -> str:
+    """A float, int (`i` suffix), bool or string field value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnrepresentableError(f"{value!r} is not a finite number")
+        return repr(value)
+    if isinstance(value, str):
+        return escape_string_value(value)
+    raise UnrepresentableError(f"a field value of type {type(value).__name__} has no line form")
+
+
+class ReadingEncoder:
+    """EnrichedReading -> one line: measurement, device_id and tags, metrics and seq, ts_us.
+
+    Tag sets and field keys repeat from reading to reading, so their escaped forms are cached.
+    """
+
+    def __init__(self, measurement: str = "telemetry", dialect: Dialect = Dialect.INFLUXDB):
+        self.dialect = dialect
+        self.measurement = escape_measurement(measurement, dialect)
+        self._series: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self._field_keys: dict[str, str] = {}
+
+    def encode(self, reading: Mapping[str, Any]) -> str:
+        series = self._series_key(reading["device_id"], reading.get("tags") or {})
+        fields = self._fields(reading.get("fields") or {}, reading.get("seq"))
+        ts_us = reading["ts_us"]
+        if not isinstance(ts_us, int) or not _MIN_TIME_NS <= ts_us * 1000 <= _MAX_TIME_NS:
+            raise UnrepresentableError(f"ts_us {ts_us!r} is outside the range a database stores")
+        return f"{series} {fields} {ts_us}"
+
+    def _series_key(self, device_id: str, tags: Mapping[str, str]) -> str:
+        items = tuple(sorted((k, v) for k, v in tags.items() if v != ""))
+        cache_key = (device_id, items)
+        cached = self._series.get(cache_key)
+        if cached is not None:
+            return cached
+        tag_set: dict[str, str] = {}
+        for key, value in items:
+            if key == "device_id":
+                if value != device_id:
+                    raise UnrepresentableError(
+                        f"tag 'device_id'={value!r} contradicts the reading's device_id"
+                    )
+                continue
+            tag_set[key] = value
+        tag_set["device_id"] = device_id
+        parts = [self.measurement]
+        for key in sorted(tag_set):
+            parts.append(
+                escape_tag(key, f"tag key {key!r}", self.dialect)
+                + "="
+                + escape_tag(tag_set[key], f"tag {key!r} value {tag_set[key]!r}", self.dialect)
+            )
+        series = ",".join(parts)
+        if len(self._series) >= _CACHE_LIMIT:
+            self._series.clear()
+        self._series[cache_key] = series
+        return series
+
+    def _fields(self, metrics: Mapping[str, float], seq: int | None) -> str:
+        if seq is not None and "seq" in metrics:
+            raise UnrepresentableError(
+                "a metric named 'seq' collides with the reading's seq field", metric="seq"
+            )
+        out = []
+        for name in sorted(metrics):
+            value = metrics[name]
+            if isinstance(value, bool) or not isinstance(value, float | int):
+                raise UnrepresentableError(
+                    f"metric {name!r} is {type(value).__name__}, not a number", metric=name
+                )
+            value = float(value)
+            if not math.isfinite(value):
+                raise UnrepresentableError(
+                    f"metric {name!r} is {value!r}, not a finite number", metric=name
+                )
+            out.append(f"{self._field_key(name)}={value!r}")
+        if seq is not None:
+            out.append(f"seq={int(seq)}i")
+        if not out:
+            raise UnrepresentableError("the reading has no metrics and no seq: nothing to store")
+        return ",".join(out)
+
+    def _field_key(self, name: str) -> str:
+        cached = self._field_keys.get(name)
+        if cached is None:
+            cached = escape_field_key(name, self.dialect)
+            if len(self._field_keys) >= _CACHE_LIMIT:
+                self._field_keys.clear()
+            self._field_keys[name] = cached
+        return cached
+
+
+def encode_point(
+    measurement: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, Any],
+    ts: int,
+    dialect: Dialect = Dialect.INFLUXDB,
+) -> str:
+    """Any point (tests and tools write string fields with it); tags sorted, empty omitted."""
+    head = [escape_measurement(measurement, dialect)]
+    for key in sorted(tags):
+        if tags[key] != "":
+            head.append(
+                escape_tag(key, f"tag key {key!r}", dialect)
+                + "="
+                + escape_tag(tags[key], f"tag {key!r}", dialect)
+            )
+    body = ",".join(
+        f"{escape_field_key(k, dialect)}={format_field_value(v)}" for k, v in fields.items()
+    )
+    if not body:
+        raise UnrepresentableError("a point needs at least one field")
+    return f"{','.join(head)} {body} {int(ts)}"
+
+
+def leaves_quote_open(line: str) -> bool:
+    """Whether InfluxDB's line splitter (`scanLine`) would read past the newline after `line`.
+
+    Mirrors points.go: a backslash skips the next byte, the first unskipped space starts the
+    field section, and there a quote after more `=` than `,` toggles quoting.
+    """
+    if '"' not in line or "\\" not in line:
+        return False
+    data = line.encode()
+    i, quoted, fields, equals, commas = 0, False, False, 0, 0
+    while i < len(data):
+        c = data[i]
+        if c == 0x5C:  # backslash
+            i += 2
+            continue
+        if c == 0x20:
+            fields = True
+        if fields:
+            if not quoted and c == 0x3D:
+                equals += 1
+            elif not quoted and c == 0x2C:
+                commas += 1
+            elif c == 0x22 and equals > commas:
+                quoted = not quoted
+        i += 1
+    return quoted
+
+
+def request_bodies(lines: Iterable[str]) -> list[bytes]:
+    """Lines joined into request bodies; a line that `leaves_quote_open` ends its body."""
+    bodies: list[bytes] = []
+    current: list[str] = []
+    for line in lines:
+        current.append(line)
+        if leaves_quote_open(line):
+            bodies.append("\n".join(current).encode())
+            current = []
+    if current:
+        bodies.append("\n".join(current).encode())
+    return bodies
+
+
+def lines_of(points: Sequence[Any]) -> list[str]:
+    """The `.line` of each point (any object with one)."""
+    return [p.line for p in points]
