@@ -20,6 +20,7 @@ class PendingPoint:
     topic: str
     partition: int
     offset: int
+    received_at_ms: int = 0
 
 
 @dataclass(slots=True)

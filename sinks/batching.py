@@ -30,15 +30,17 @@ from sinks.metrics import (
     BATCHES,
     COMMIT_FAILURES,
     CONSUMER_LAG,
+    END_TO_END_SECONDS,
     PAUSED,
     POINTS_REFUSED,
     POINTS_WRITTEN,
     RETRIES,
+    WRITE_ERRORS,
     WRITE_SECONDS,
 )
 from sinks.refusals import write_isolating_refused
 from sinks.settings import SinkSettings
-from sinks.write_errors import RetryableWriteError
+from sinks.write_errors import RefusedWriteError, RetryableWriteError
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +260,11 @@ class BatchingSink:
                 metric=exc.metric,
             )
             return
-        self.batch.add_point(PendingPoint(line, reading["device_id"], topic, partition, offset))
+        self.batch.add_point(
+            PendingPoint(
+                line, reading["device_id"], topic, partition, offset, reading["received_at_ms"]
+            )
+        )
 
     def _dead_letter(
         self,
@@ -327,6 +333,7 @@ class BatchingSink:
                     )
                 )
             batch.written = len(batch.points)
+            self._observe_written(pending, refused)
             POINTS_WRITTEN.labels(self.sink).inc(len(pending) - len(refused))
             POINTS_REFUSED.labels(self.sink).inc(len(refused))
             if refused:
@@ -344,8 +351,25 @@ class BatchingSink:
         batch.clear()
 
     def _write(self, points: Sequence[PendingPoint]) -> None:
-        with WRITE_SECONDS.labels(self.sink).time():
-            self.destination.write([p.line for p in points])
+        try:
+            with WRITE_SECONDS.labels(self.sink).time():
+                self.destination.write([p.line for p in points])
+        except RefusedWriteError:
+            WRITE_ERRORS.labels(self.sink, "refused").inc()
+            raise
+        except RetryableWriteError:
+            WRITE_ERRORS.labels(self.sink, "retryable").inc()
+            raise
+
+    def _observe_written(
+        self, pending: list[PendingPoint], refused: list[tuple[PendingPoint, str]]
+    ) -> None:
+        now_ms = time.time() * 1000
+        skip = {id(point) for point, _ in refused}
+        histogram = END_TO_END_SECONDS.labels(self.sink)
+        for point in pending:
+            if id(point) not in skip and point.received_at_ms > 0:
+                histogram.observe(max(0.0, now_ms - point.received_at_ms) / 1000)
 
     def _send_dead_letters(self, letters: list[PendingDeadLetter]) -> None:
         assert self.producer is not None

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -280,7 +280,3 @@ def request_bodies(lines: Iterable[str]) -> list[bytes]:
         bodies.append("\n".join(current).encode())
     return bodies
 
-
-def lines_of(points: Sequence[Any]) -> list[str]:
-    """The `.line` of each point (any object with one)."""
-    return [p.line for p in points]

@@ -292,9 +292,10 @@ def committed_past(kafka: Kafka, group: str, topic: str, placed: list[tuple[int,
     return all(done[p] > o for p, o in placed)
 
 
-def metric(component: Component, name: str) -> float:
+def metric(component: Component, name: str, labels: str = "") -> float:
+    """A sample of the component's /metrics; `labels` is a substring its labels must hold."""
     for line in component.metrics().splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and labels in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -342,6 +343,7 @@ def test_points_are_stored_exactly(stack_env: dict[str, str], kafka: Kafka, infl
         # A point's fields become visible one by one, so wait for whole points.
         got = wait_for("all 30 points, whole", lambda: stored() == expected and stored())
         assert got == expected
+        assert metric(component, "telemetry_sink_end_to_end_seconds_count") >= 30
         rows = influx.rows(run_id)
         assert len(rows) == 30
         assert all(isinstance(r["seq"], int) for r in rows)
@@ -522,6 +524,7 @@ def test_points_influxdb_refuses_go_to_the_dlq_with_its_reason(
                                                       f'{flux_str(good[0]["device_id"])}') == 10)
         assert influx.count(run_id) == 11  # ten good points and the seed
         assert metric(component, "telemetry_sink_points_refused_total") >= 3
+        assert metric(component, "telemetry_sink_write_errors_total", 'kind="refused"') >= 3
         wait_for("offsets committed past every record",
                  lambda: committed_past(kafka, group, ENRICHED, placed))
     finally:
@@ -546,8 +549,9 @@ def test_unreachable_influxdb_pauses_retries_commits_nothing_then_catches_up(
                     TELEMETRY_SINK_RETRY_INITIAL_S="0.1", TELEMETRY_SINK_RETRY_MAX_S="0.5",
                     TELEMETRY_SINK_SHUTDOWN_TIMEOUT_S="1")
         try:
-            wait_for("three retries", lambda: _metric_or_zero(down, "telemetry_sink_retries_total")
-                     >= 3)
+            wait_for("three retries",
+                     lambda: _metric_or_zero(down, "telemetry_sink_write_retries_total") >= 3)
+            assert metric(down, "telemetry_sink_write_errors_total", 'kind="retryable"') >= 3
             assert metric(down, "telemetry_sink_paused") == 1.0
             assert metric(down, "telemetry_sink_points_written_total") == 0.0
             assert _readyz(down) == (503, "database: not ready")
