@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -61,3 +63,43 @@ def test_tdengine_database_must_be_a_plain_identifier(bad: str) -> None:
 def test_batching_limits_must_be_positive(bad: dict[str, int]) -> None:
     with pytest.raises(ValidationError):
         InfluxDBSinkSettings.model_validate(bad)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "sinks"
+
+
+@pytest.mark.parametrize("cls", [InfluxDBSinkSettings, TDengineSinkSettings])
+def test_every_option_is_documented_with_its_default(cls: type[InfluxDBSinkSettings]) -> None:
+    text = "\n".join((DOCS / name).read_text() for name in ("README.md", "influxdb.md",
+                                                           "tdengine.md"))
+    for name, field in cls.model_fields.items():
+        env = f"TELEMETRY_{name.upper()}"
+        rows = [line for line in text.splitlines() if line.startswith(f"| `{env}` ")]
+        assert rows, f"{env} is not in the settings tables"
+        row = rows[0]
+        assert f"| `{name}` |" in row
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, bool):
+            assert f"`{str(default).lower()}`" in row, row
+        elif isinstance(default, int | float | str):
+            assert f"`{default}`" in row, row
+
+
+@pytest.mark.parametrize(
+    ("sample", "cls", "expect"),
+    [
+        ("influxdb.example.yaml", InfluxDBSinkSettings,
+         {"influxdb_url": "http://influxdb:8086", "sink_influxdb_health_port": 9103,
+          "sink_topics": ["telemetry.enriched", "telemetry.derived"], "log_format": "json"}),
+        ("tdengine.example.yaml", TDengineSinkSettings,
+         {"tdengine_url": "http://tdengine:6041", "tdengine_database": "telemetry",
+          "sink_tdengine_group_id": "telemetry-sink-tdengine"}),
+    ],
+)
+def test_sample_configs_load(monkeypatch: pytest.MonkeyPatch, sample: str,
+                             cls: type[InfluxDBSinkSettings], expect: dict[str, object]) -> None:
+    monkeypatch.setenv("TELEMETRY_CONFIG_FILE", str(DOCS / sample))
+    settings = cls()
+    assert {k: getattr(settings, k) for k in expect} == expect
+    monkeypatch.setenv("TELEMETRY_SINK_BATCH_MAX_POINTS", "77")  # the environment wins
+    assert cls().sink_batch_max_points == 77
