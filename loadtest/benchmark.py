@@ -23,7 +23,7 @@ from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from loadtest import metric_names as names
-from loadtest.consumer_lag import ConsumerLag
+from loadtest.consumer_lag import ConsumerLag, start_group_at_end
 from loadtest.dead_letter_tally import DeadLetterTally
 from loadtest.influx_probe import InfluxProbe
 from loadtest.live_view import SINK, render_line
@@ -41,6 +41,7 @@ from loadtest.run import (
 )
 from loadtest.scraped_metrics import fetch_metrics, total
 from loadtest.settings import RunSettings
+from plumbing.topics import DERIVED, ENRICHED
 from stack.processes import StackError
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
@@ -233,6 +234,8 @@ def build_report(
             "bad_ratio": args.bad_ratio,
             "seed": args.seed,
             "duration_s": args.duration,
+            "fresh_groups": bool(getattr(args, "fresh_groups", False)),
+            "consumer_groups": sorted(drain_info.get("lag_at_end") or {}),
         },
         "throughput": {
             "messages_sent": summary["messages_sent"],
@@ -325,6 +328,21 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
+def fresh_groups(stamp: str, env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Environment giving the processors and the sink consumer groups of their own that start
+    at the current end of their topics: the run measures its own data, not a backlog."""
+    app_id = f"bench-{stamp.lower()}-processors"
+    sink_group = f"bench-{stamp.lower()}-sink-influxdb"
+    topics = env.get("TELEMETRY_SINK_TOPICS") or f"{ENRICHED},{DERIVED}"
+    start_group_at_end(kafka_config(env), sink_group, [t.strip() for t in topics.split(",")])
+    overrides = {
+        "TELEMETRY_PROCESS_APP_ID": app_id,
+        "TELEMETRY_PROCESS_AUTO_OFFSET_RESET": "latest",
+        "TELEMETRY_SINK_INFLUXDB_GROUP_ID": sink_group,
+    }
+    return overrides, [app_id, sink_group]
+
+
 def check_args(args: argparse.Namespace) -> str | None:
     for name in ("duration", "rate", "drain_timeout"):
         value = getattr(args, name)
@@ -356,11 +374,18 @@ def main(args: argparse.Namespace) -> int:
         print(f"benchmark: the local stack did not come up: {exc}", file=sys.stderr)
         return 1
     env = component_env(stack)
+    patterns = [p.strip() for p in settings.run_lag_groups.split(",") if p.strip()]
+    if args.fresh_groups:
+        try:
+            overrides, patterns = fresh_groups(stamp, env)
+        except KafkaException as exc:
+            print(f"benchmark: cannot set up fresh consumer groups: {exc}", file=sys.stderr)
+            return 1
+        env.update(overrides)
     pipeline = Pipeline(settings, env, out_dir / "logs")
     summary_path = out_dir / "simulate-summary.json"
     since = started_at - timedelta(minutes=1)
     probe = InfluxProbe(influx_target(env))
-    patterns = [p.strip() for p in settings.run_lag_groups.split(",") if p.strip()]
     lag = ConsumerLag(kafka_config(env), patterns)
     print(f"benchmark {stamp}: devices {prefix}*, logs and report in {out_dir}")
     dead_letters: DeadLetterTally | None = None

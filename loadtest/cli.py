@@ -82,6 +82,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--drain-timeout", type=float, default=180.0, help="max seconds to drain (default 180)"
     )
     b.add_argument("--reports-dir", type=Path, help="where reports go (default loadtest/reports)")
+    b.add_argument(
+        "--fresh-groups",
+        action="store_true",
+        help="processors and sink in new consumer groups starting at the topics' end "
+        "(measures this run only, not a backlog left in Kafka)",
+    )
     b.set_defaults(func=_lazy("loadtest.benchmark"))
 
     q = sub.add_parser(

@@ -16,6 +16,33 @@ log = logging.getLogger("loadtest.lag")
 _IDLE = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD}
 
 
+def start_group_at_end(
+    kafka_config: dict[str, Any], group: str, topics: list[str], timeout: float = 10.0
+) -> None:
+    """Commits the current end offsets for a new group, so it reads only what comes next."""
+    admin = AdminClient(kafka_config)
+    meta = admin.list_topics(timeout=timeout)
+    partitions = [
+        KafkaTopicPartition(t, p)
+        for t in topics
+        if t in meta.topics
+        for p in meta.topics[t].partitions
+    ]
+    if not partitions:
+        raise KafkaException(f"none of the topics {topics} exists")
+    ends = admin.list_offsets(
+        {tp: OffsetSpec.latest() for tp in partitions}, request_timeout=timeout
+    )
+    committed = [
+        KafkaTopicPartition(tp.topic, tp.partition, f.result(timeout).offset)
+        for tp, f in ends.items()
+    ]
+    futures = admin.alter_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, committed)], request_timeout=timeout
+    )
+    futures[group].result(timeout)
+
+
 class ConsumerLag:
     def __init__(self, kafka_config: dict[str, Any], patterns: list[str]) -> None:
         self.admin = AdminClient(kafka_config)
