@@ -49,6 +49,7 @@ READER = "EnrichedReading"
 #: A dead letter carries its original; past this the original is cut so the record still
 #: fits Kafka's default 1 MB limit (the detail says so).
 MAX_ORIGINAL_BYTES = 900_000
+MAX_DETAIL_CHARS = 8_000
 _POLL_S = 0.5
 _LAG_EVERY_S = 5.0
 
@@ -278,10 +279,28 @@ class BatchingSink:
         device_id: str | None = None,
         metric: str | None = None,
     ) -> None:
+        record = self._letter(
+            reason, detail, original, original_format, topic, device_id, metric
+        )
+        self.batch.add_dead_letter(record, topic, partition, offset)
+
+    def _letter(
+        self,
+        reason: Reason,
+        detail: str,
+        original: bytes,
+        original_format: str,
+        topic: str,
+        device_id: str | None,
+        metric: str | None = None,
+    ) -> dict[str, Any]:
+        """A dead-letter record that fits a default 1 MB Kafka record."""
+        if len(detail) > MAX_DETAIL_CHARS:
+            detail = detail[:MAX_DETAIL_CHARS] + " [...]"
         if len(original) > MAX_ORIGINAL_BYTES:
             detail += f" (original cut to {MAX_ORIGINAL_BYTES} of {len(original)} bytes)"
             original = original[:MAX_ORIGINAL_BYTES]
-        record = dead_letter(
+        return dead_letter(
             reason,
             detail,
             self.stage,
@@ -291,7 +310,6 @@ class BatchingSink:
             metric=metric,
             source_topic=topic,
         )
-        self.batch.add_dead_letter(record, topic, partition, offset)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -317,21 +335,15 @@ class BatchingSink:
         if pending:
             refused = write_isolating_refused(pending, self._write)
             for point, reason in refused:
-                batch.refused.append(
-                    PendingDeadLetter(
-                        dead_letter(
-                            Reason.DATABASE_REJECTED,
-                            f"{self.sink} refused the point: {reason}",
-                            self.stage,
-                            point.line.encode(),
-                            "line-protocol",
-                            device_id=point.device_id,
-                            source_topic=point.topic,
-                        ),
-                        point.topic,
-                        point.partition,
-                    )
+                record = self._letter(
+                    Reason.DATABASE_REJECTED,
+                    f"{self.sink} refused the point: {reason}",
+                    point.line.encode(),
+                    "line-protocol",
+                    point.topic,
+                    point.device_id,
                 )
+                batch.refused.append(PendingDeadLetter(record, point.topic, point.partition))
             batch.written = len(batch.points)
             self._observe_written(pending, refused)
             POINTS_WRITTEN.labels(self.sink).inc(len(pending) - len(refused))

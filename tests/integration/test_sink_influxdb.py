@@ -480,6 +480,60 @@ def test_sigkill_mid_stream_loses_nothing_and_replays_overwrite(
         kafka.delete_topic(topic)
 
 
+# -- rebalance ---------------------------------------------------------------------------------
+
+
+def test_rebalance_with_a_batch_in_hand_loses_nothing(
+    stack_env: dict[str, str], kafka: Kafka, influx: Influx, run_id: str, tmp_path: Path
+) -> None:
+    """A sink holding an unwritten batch loses its partitions to a second sink: it writes and
+    commits the batch before letting go; later it stops (SIGTERM) holding another batch and
+    writes that one too; the second sink takes over. Every reading is stored once."""
+    topic = kafka.create_topic(partitions=6)
+    group = f"sink-test-{run_id}"
+    n = 20_000
+    base = now_us()
+    wave = [reading(f"rebal-{run_id}-{i % 60}", base + i, {"v": float(i)}, run_id, seq=i)
+            for i in range(n)]
+    try:
+        kafka.produce(topic, wave[: n // 2])
+        # Batches that only a rebalance or a shutdown will write.
+        first = sink(stack_env, tmp_path, group, topic,
+                     TELEMETRY_SINK_BATCH_MAX_POINTS="1000000",
+                     TELEMETRY_SINK_BATCH_MAX_AGE_MS="600000")
+        second = None
+        try:
+            wait_for("the first sink to hold all of the first half", lambda: _lag(first) == 0)
+            assert metric(first, "telemetry_sink_points_written_total") == 0
+            second = sink(stack_env, tmp_path / "second", group, topic)
+            wait_for("the first batch written on revoke",
+                     lambda: "batch written and committed before giving up" in first.tail(200))
+            assert metric(first, "telemetry_sink_points_written_total") == n // 2
+            kafka.produce(topic, wave[n // 2 :])  # over all six partitions, both sinks' share
+            wait_for("the second sink writing",
+                     lambda: metric(second, "telemetry_sink_points_written_total") > 0
+                     if second else False)
+        finally:
+            assert first.stop() == 0, first.tail()  # writes the batch it holds, commits
+        ends = kafka.ends(topic)
+        try:
+            wait_for("every offset committed", lambda: kafka.caught_up(group, topic, ends))
+        finally:
+            if second is not None:
+                assert second.stop() == 0, second.tail()
+        seqs = influx.values(run_id, "seq")
+        assert len(seqs) == n and set(seqs) == set(range(n))
+    finally:
+        kafka.delete_topic(topic)
+
+
+def _lag(component: Component) -> float | None:
+    """Summed consumer lag once all six partitions report it, else None."""
+    values = [float(line.rsplit(" ", 1)[1]) for line in component.metrics().splitlines()
+              if line.startswith("telemetry_sink_consumer_lag{")]
+    return sum(values) if len(values) == 6 else None
+
+
 # -- (d) refused points -------------------------------------------------------------------------
 
 

@@ -132,3 +132,13 @@ def test_tdengine_sink_uses_its_dialect_and_stage() -> None:
     [letter] = s.batch.dead_letters
     assert letter.record["stage"] == "sink-tdengine"
     assert "TDengine" in letter.record["detail"]
+
+
+def test_long_database_reasons_are_cut_to_fit_a_kafka_record() -> None:
+    from plumbing.reasons import Reason
+    from sinks.batching import MAX_DETAIL_CHARS
+
+    letter = sink()._letter(Reason.DATABASE_REJECTED, "x" * 50_000, b"line", "line-protocol",
+                            TOPIC, "dev-7")
+    assert len(letter["detail"]) <= MAX_DETAIL_CHARS + 10
+    assert letter["detail"].endswith("[...]")
