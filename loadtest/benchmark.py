@@ -154,6 +154,25 @@ class Timeline:
             say(render_line(snap))
 
 
+def count_stored(
+    probe: InfluxProbe, prefix: str, start: datetime, stop: datetime, attempts: int = 3
+) -> tuple[dict[str, int] | None, dict[str, int] | None, str | None]:
+    """(points per device, distinct seqs per device, error); a busy InfluxDB gets retries."""
+    error = None
+    for attempt in range(attempts):
+        try:
+            return (
+                probe.point_counts(prefix, start, stop),
+                probe.seq_counts(prefix, start, stop),
+                None,
+            )
+        except (ApiException, HTTPError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if attempt + 1 < attempts:
+                time.sleep(5)
+    return None, None, error
+
+
 def _ingest_received(settings: RunSettings) -> float | None:
     families = fetch_metrics(settings.run_ingest_port)
     return total(families, names.INGEST_RECEIVED) if families else None
@@ -207,8 +226,8 @@ def build_report(
     prefix: str,
     started_at: datetime,
     summary: dict[str, Any],
-    point_counts: dict[str, int],
-    seq_counts: dict[str, int],
+    point_counts: dict[str, int] | None,
+    seq_counts: dict[str, int] | None,
     dlq: dict[str, int],
     latencies_ms: list[float],
     drain_info: dict[str, Any],
@@ -219,7 +238,9 @@ def build_report(
     load_s = float(summary["duration_s"])
     active_s = load_s + float(drain_info["seconds"])
     expected = int(summary["expected_good_points"])
-    stored = sum(point_counts.values())
+    counted = point_counts is not None and seq_counts is not None
+    point_counts, seq_counts = point_counts or {}, seq_counts or {}
+    stored: int | None = sum(point_counts.values()) if counted else None
     max_seq = summary["max_seq_by_device"]
     missing = {d: m - seq_counts.get(d, 0) for d, m in max_seq.items() if m > seq_counts.get(d, 0)}
     sent_bad = {r: n for r, n in summary["bad_messages_by_reason"].items() if n}
@@ -243,7 +264,9 @@ def build_report(
             "messages_in": ingest_delta,
             "messages_in_per_s": None if ingest_delta is None else round(ingest_delta / load_s, 2),
             "points_stored": stored,
-            "points_stored_per_s": round(stored / active_s, 2) if active_s else None,
+            "points_stored_per_s": (
+                round(stored / active_s, 2) if active_s and stored is not None else None
+            ),
             "points_written_per_s_peak": round(max(written), 2) if written else None,
             "seconds_load": load_s,
             "seconds_load_and_drain": round(active_s, 1),
@@ -256,12 +279,16 @@ def build_report(
         "points": {
             "expected": expected,
             "stored": stored,
-            "lost": expected - stored,
-            "loss_ratio": round((expected - stored) / expected, 6) if expected else None,
+            "lost": None if stored is None else expected - stored,
+            "loss_ratio": (
+                round((expected - stored) / expected, 6)
+                if expected and stored is not None
+                else None
+            ),
             "expected_with_seq": sum(max_seq.values()),
-            "stored_distinct_seq": sum(seq_counts.values()),
-            "missing_seq": sum(missing.values()),
-            "devices_missing_seq": dict(sorted(missing.items())[:50]),
+            "stored_distinct_seq": sum(seq_counts.values()) if counted else None,
+            "missing_seq": sum(missing.values()) if counted else None,
+            "devices_missing_seq": dict(sorted(missing.items())[:50]) if counted else {},
             "unexpected_devices": sorted(set(point_counts) - set(max_seq))[:50],
         },
         "dead_letters": {
@@ -290,7 +317,7 @@ def build_report(
 
 def warnings(
     summary: dict[str, Any],
-    stored: int,
+    stored: int | None,
     dlq: dict[str, int],
     sent_bad: dict[str, int],
     ingest_delta: float | None,
@@ -316,7 +343,7 @@ def warnings(
             "rejected more than once (another ingest subscribed to the same topics, or "
             "records processed again after a restart or rebalance)"
         )
-    if stored > summary["expected_good_points"]:
+    if stored is not None and stored > summary["expected_good_points"]:
         out.append(
             f"{stored - summary['expected_good_points']} more points than expected: a reading "
             "without `ts` that is delivered twice gets a second receive time, so a second point"
@@ -422,8 +449,11 @@ def main(args: argparse.Namespace) -> int:
         timeline.sample()
         ingest_after = _ingest_received(settings)
         end = datetime.now(UTC) + timedelta(minutes=1)
-        point_counts = probe.point_counts(prefix, since, end)
-        seq_counts = probe.seq_counts(prefix, since, end)
+        counter = InfluxProbe(influx_target(env), timeout_ms=120_000)
+        try:
+            point_counts, seq_counts, count_error = count_stored(counter, prefix, since, end)
+        finally:
+            counter.close()
         dlq = dead_letters.snapshot()
     except (StartError, KafkaException) as exc:
         print(f"benchmark: {exc}", file=sys.stderr)
@@ -442,6 +472,8 @@ def main(args: argparse.Namespace) -> int:
         args, prefix, started_at, summary, point_counts, seq_counts, dlq,
         watcher.latencies_ms, drain_info, ingest_delta, timeline, exits,
     )  # fmt: skip
+    if count_error:
+        report["warnings"].append(f"InfluxDB did not answer the final count: {count_error}")
     json_path, png_path = write_report(report, out_dir)
     print(format_headline(report))
     print(f"report: {json_path}\nplot:   {png_path}")

@@ -126,3 +126,21 @@ def test_an_undrained_run_with_extra_points_says_so() -> None:
     assert "did not drain" in text and "3 more points than expected" in text
     assert report["throughput"]["messages_in"] is None
     assert report["latency_ms"].keys() == {"method"}
+
+
+def test_counts_that_could_not_be_read_are_null_not_zero() -> None:
+    summary = {
+        "duration_s": 10.0, "achieved_rate": 10.0, "messages_sent": 100,
+        "expected_good_points": 100, "max_seq_by_device": {"d-1": 100},
+        "bad_messages_by_reason": {},
+    }  # fmt: skip
+    timeline = SimpleNamespace(rows=[], pids={}, peak_rss={}, cpu={})
+    args = SimpleNamespace(devices=1, rate=10.0, bad_ratio=0.0, seed=1, duration=10.0)
+    report = build_report(
+        cast(Any, args), "b-", START, summary, None, None, {}, [],
+        {"drained": True, "seconds": 1.0}, 100.0, cast(Any, timeline), {},
+    )  # fmt: skip
+    points = report["points"]
+    assert points["stored"] is None and points["lost"] is None and points["missing_seq"] is None
+    assert report["throughput"]["points_stored_per_s"] is None
+    assert points["expected"] == 100
