@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+from aiokafka import codec as kafka_codecs
 from faust.types.auth import CredentialsT
 
 from plumbing.health import HealthState, serve_health
@@ -127,6 +128,11 @@ def run_worker(settings: ProcessorSettings) -> int:
     """Runs the worker until SIGTERM (graceful: stop taking input, flush, commit, exit 0)."""
     setup_logging(settings.log_format, settings.log_level)
     log.info("starting processors", extra={"settings": settings.redacted()})
+    if not kafka_codecs.has_zstd():
+        log.warning(
+            "aiokafka cannot decompress zstd, lz4 or snappy (the cramjam package is missing): "
+            "a record batch compressed that way (ingest's default is zstd) stops the worker"
+        )
     health = HealthState()
     serve_health(settings.process_health_port, health)
     pipeline = create_app(settings, fail_stop(health))

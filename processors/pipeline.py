@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +29,11 @@ from schemas.codec import AvroCodec, CodecError, default_codec
 
 log = logging.getLogger(__name__)
 
+#: Header naming the app id and agent that produced a record (`<app id>/<agent>`), replaced
+#: at every hop: when several processor deployments share the topics, it tells whose
+#: output a record is. The contract's trace_id and ingest_time_ms headers pass through.
+HEADER_PROCESSOR = "processor"
+
 #: A dead letter carries the original bytes; beyond this they are cut so the dead letter
 #: still fits in a Kafka record (1 MB by default) and the detail says so.
 MAX_ORIGINAL_BYTES = 512 * 1024
@@ -42,7 +47,6 @@ class Incoming:
     partition: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
     record: dict[str, Any] | None
 
     @property
@@ -117,7 +121,11 @@ class Pipeline:
             assert incoming.record is not None
             result = step(incoming.record)
             outputs: list[Output] = [
-                Send(writes, incoming.key, self.codec.encode("EnrichedReading", record))
+                Send(
+                    writes,
+                    record["device_id"].encode(),  # the contract's key, whatever came in
+                    self.codec.encode("EnrichedReading", record),
+                )
                 for record in result.records
             ]
             outputs.extend(self.dead_letter(incoming, stage, r) for r in result.rejects)
@@ -144,18 +152,21 @@ class Pipeline:
         records_in = READINGS_IN.labels(agent=agent)
         async for event in cast("faust.Stream[Any]", stream).noack().events():
             records_in.inc()
-            outputs = self.outputs_for(event.message, stage, reads, handle, tombstones)
-            deliveries: list[asyncio.Future[Any]] = []
-            forwarded = 0
             try:
-                for output in outputs:
+                message = event.message
+                headers = self.output_headers(message, agent)
+                deliveries: list[asyncio.Future[Any]] = []
+                forwarded = 0
+                for output in self.outputs_for(message, stage, reads, handle, tombstones):
                     if isinstance(output, Send):
-                        deliveries.append(await self._produce(output, event.message, stage))
+                        deliveries.append(await self._produce(output, message, stage, headers))
                         forwarded += output.forwarded
                     else:
                         deliveries.append(output)
                         forwarded += 1
-            except Exception as exc:  # Kafka refused: stop before anything commits past it
+            except Exception as exc:
+                # Kafka refused (or a bug outside the step): this record cannot be acked, and
+                # acking any later one would let Faust commit past it. Stop here.
                 self._delivery_failed(agent, exc)
                 raise
             acks.track(event, deliveries, forwarded)
@@ -165,26 +176,23 @@ class Pipeline:
         self, message: Any, stage: str, reads: str, handle: Handler, tombstones: bool = False
     ) -> Sequence[Output]:
         """What one Kafka message becomes; never raises for anything in the message."""
-        headers = [(k, bytes(v)) for k, v in (message.headers or ())]
         value: bytes | None = message.value
-        incoming = Incoming(message.topic, message.partition, message.key, value, headers, None)
-        if value is None:
-            if tombstones:
-                return handle(incoming)
+        incoming = Incoming(message.topic, message.partition, message.key, value, None)
+        if value is None and not tombstones:
             return [self.dead_letter(incoming, stage, Reject(
                 Reason.UNDECODABLE_RECORD, f"a record without a value (tombstone) on "
                 f"{message.topic}; expected a {reads}"))]
-        try:
-            writer = self.codec.writer_of(value)
-            if writer.name.rsplit(".", 1)[-1] != reads:
-                raise CodecError(f"it is a {writer.name} record, not a {reads}")
-            record = self.codec.decode(value)
-        except CodecError as exc:
-            return [self.dead_letter(incoming, stage, Reject(
-                Reason.UNDECODABLE_RECORD, f"cannot read the record on {message.topic}: {exc}"))]
-        incoming = Incoming(
-            message.topic, message.partition, message.key, value, headers, record
-        )
+        if value is not None:
+            try:
+                writer = self.codec.writer_of(value)
+                if writer.name.rsplit(".", 1)[-1] != reads:
+                    raise CodecError(f"it is a {writer.name} record, not a {reads}")
+                record = self.codec.decode(value)
+            except CodecError as exc:
+                return [self.dead_letter(incoming, stage, Reject(
+                    Reason.UNDECODABLE_RECORD,
+                    f"cannot read the record on {message.topic}: {exc}"))]
+            incoming = Incoming(message.topic, message.partition, message.key, value, record)
         try:
             return handle(incoming)
         except Exception as exc:  # a bug must not stop the pipeline nor lose the record
@@ -216,8 +224,21 @@ class Pipeline:
         topic, key, value = encode_dead_letter(record)
         return Send(topic, key, value, forwarded=False)
 
-    async def _produce(self, send: Send, message: Any, stage: str) -> asyncio.Future[Any]:
-        headers = [(k, bytes(v)) for k, v in (message.headers or ())]
+    def output_headers(self, message: Any, agent: str) -> list[tuple[str, bytes]]:
+        """The input's headers (trace_id, ingest_time_ms, ...) with our `processor` header."""
+        given = message.headers or ()
+        pairs = given.items() if isinstance(given, Mapping) else given
+        headers = [
+            (str(k), v if isinstance(v, bytes) else b"")
+            for k, v in pairs
+            if k != HEADER_PROCESSOR
+        ]
+        headers.append((HEADER_PROCESSOR, f"{self.app.conf.id}/{agent}".encode()))
+        return headers
+
+    async def _produce(
+        self, send: Send, message: Any, stage: str, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
         producer = self.app.producer
         try:
             fut = await producer.send(send.topic, send.key, send.value, None, None, headers)
@@ -225,8 +246,8 @@ class Pipeline:
             # Too large is about this record, not Kafka: dead-letter it instead of stopping.
             if send.topic == DLQ or not isinstance(exc.__cause__, MessageSizeTooLargeError):
                 raise
-            incoming = Incoming(message.topic, message.partition, message.key,
-                                message.value, headers, None)
+            incoming = Incoming(message.topic, message.partition, message.key, message.value,
+                                None)
             letter = self.dead_letter(incoming, stage, Reject(
                 Reason.PAYLOAD_TOO_LARGE,
                 f"the {stage} output for {send.topic} is {len(send.value)} bytes, more than "

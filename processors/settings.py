@@ -59,10 +59,13 @@ class ProcessorSettings(KafkaSettings, ObservabilitySettings):
     waits before taking the next record."""
     process_commit_interval_s: float = Field(default=2.8, gt=0)
     """How often Faust commits the offsets of records whose output Kafka has confirmed."""
-    process_linger_ms: int = Field(default=10, ge=0)
-    """How long the producer waits to fill a batch."""
-    process_compression: Literal["none", "gzip"] = "gzip"
-    """Producer compression (the codecs aiokafka has without extra packages)."""
+    process_linger_ms: int = Field(default=50, ge=0)
+    """How long the producer waits to fill a batch. Acks are pipelined, so this adds latency
+    per hop but lets each request carry many records (several times the throughput of 10).
+    """
+    process_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
+    """Producer compression. gzip needs nothing else; snappy, lz4 and zstd need the `cramjam`
+    package, which is also what lets the processors read records compressed that way."""
     process_auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     """Where a new app id starts reading: `earliest` processes everything still in Kafka."""
 

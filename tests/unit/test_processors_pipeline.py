@@ -169,3 +169,35 @@ def test_tombstones_reach_handlers_that_ask_for_them(pipeline: Pipeline) -> None
     assert pipeline.outputs_for(Message(None, topic="devices.metadata"), "enrich",
                                 "DeviceMetadata", handle, tombstones=True) == []
     assert [(i.record, i.key, i.partition) for i in seen] == [(None, b"dev-1", 3)]
+
+
+def test_forwarded_records_are_keyed_by_device_id_whatever_the_input_key(
+    pipeline: Pipeline,
+) -> None:
+    handle = pipeline.step_handler("validate", VALIDATED, validate_step)
+    for key in (None, b"some-other-key"):
+        outputs = pipeline.outputs_for(Message(raw_reading("dev-9"), key=key), "validate",
+                                       "RawReading", handle)
+        [forwarded] = [o for o in outputs if isinstance(o, Send) and o.forwarded]
+        assert forwarded.key == b"dev-9"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        [("trace_id", b"t-1"), ("ingest_time_ms", b"17"), ("processor", b"old/validate"),
+         ("empty", None)],
+        {"trace_id": b"t-1", "ingest_time_ms": b"17", "processor": b"old/validate",
+         "empty": None},
+    ],
+)
+def test_output_headers_keep_the_trace_and_name_this_processor(
+    pipeline: Pipeline, given: Any
+) -> None:
+    message = Message(b"", headers=given)
+    assert pipeline.output_headers(message, "normalize") == [
+        ("trace_id", b"t-1"),
+        ("ingest_time_ms", b"17"),
+        ("empty", b""),
+        ("processor", b"unit-pipeline/normalize"),
+    ]

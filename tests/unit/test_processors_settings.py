@@ -53,7 +53,7 @@ def test_yaml_file_and_env_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path:
 @pytest.mark.parametrize(
     ("name", "value"),
     [("TELEMETRY_PROCESS_MAX_AGE_SECONDS", "-1"), ("TELEMETRY_PROCESS_MAX_IN_FLIGHT", "0"),
-     ("TELEMETRY_PROCESS_COMPRESSION", "lz4"), ("TELEMETRY_PROCESS_TAG_ALLOW_LIST", "site,,")],
+     ("TELEMETRY_PROCESS_COMPRESSION", "brotli"), ("TELEMETRY_PROCESS_TAG_ALLOW_LIST", "site,,")],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
