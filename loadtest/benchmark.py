@@ -39,7 +39,14 @@ from loadtest.run import (
     kafka_config,
     say,
 )
-from loadtest.scraped_metrics import fetch_metrics, total
+from loadtest.scraped_metrics import (
+    bucket_delta,
+    bucket_quantile,
+    fetch_metrics,
+    fetch_metrics_text,
+    histogram_buckets,
+    total,
+)
 from loadtest.settings import RunSettings
 from plumbing.topics import DERIVED, ENRICHED
 from stack.processes import StackError
@@ -171,6 +178,37 @@ def count_stored(
             if attempt + 1 < attempts:
                 time.sleep(5)
     return None, None, error
+
+
+def _sink_latency_buckets(settings: RunSettings) -> dict[float, float] | None:
+    text = fetch_metrics_text(settings.run_sink_port)
+    return histogram_buckets(text, names.SINK_END_TO_END) if text else None
+
+
+def sink_latency(
+    before: dict[float, float] | None, after: dict[float, float] | None
+) -> dict[str, Any]:
+    """The sink's own end-to-end histogram over the run, as bucket upper bounds in ms."""
+    out: dict[str, Any] = {
+        "method": "telemetry_sink_end_to_end_seconds of the sink (ingest receive time to "
+        "database accepted, every point the sink wrote during the run); each figure is the "
+        "upper bound of its histogram bucket"
+    }
+    if after is None:
+        out["note"] = "the sink exposes no such histogram"
+        return out
+    delta = bucket_delta(after, before)
+    out["count"] = max(delta.values(), default=0.0)
+    for q in (0.5, 0.9, 0.99):
+        le = bucket_quantile(delta, q)
+        key = f"p{round(q * 100)}_le"
+        if le is None:
+            out[key] = None
+        elif le == float("inf"):
+            out[key] = f"> {max(k for k in delta if k != float('inf')) * 1000:g}"
+        else:
+            out[key] = round(le * 1000, 1)
+    return out
 
 
 def _ingest_received(settings: RunSettings) -> float | None:
@@ -423,6 +461,7 @@ def main(args: argparse.Namespace) -> int:
         dead_letters = DeadLetterTally(kafka_config(env), prefix).start()
         watcher = SeqWatcher(probe, prefix, since).start()
         ingest_before = _ingest_received(settings)
+        sink_buckets_before = _sink_latency_buckets(settings)
         sim_args = [
             "--devices", str(args.devices), "--rate", str(args.rate),
             "--bad-ratio", str(args.bad_ratio), "--seed", str(args.seed),
@@ -448,6 +487,7 @@ def main(args: argparse.Namespace) -> int:
         )  # fmt: skip
         timeline.sample()
         ingest_after = _ingest_received(settings)
+        sink_buckets_after = _sink_latency_buckets(settings)
         end = datetime.now(UTC) + timedelta(minutes=1)
         counter = InfluxProbe(influx_target(env), timeout_ms=120_000)
         try:
@@ -472,6 +512,7 @@ def main(args: argparse.Namespace) -> int:
         args, prefix, started_at, summary, point_counts, seq_counts, dlq,
         watcher.latencies_ms, drain_info, ingest_delta, timeline, exits,
     )  # fmt: skip
+    report["latency_ms_sink"] = sink_latency(sink_buckets_before, sink_buckets_after)
     if count_error:
         report["warnings"].append(f"InfluxDB did not answer the final count: {count_error}")
     json_path, png_path = write_report(report, out_dir)
@@ -482,6 +523,7 @@ def main(args: argparse.Namespace) -> int:
 
 def format_headline(report: dict[str, Any]) -> str:
     t, p, lat = report["throughput"], report["points"], report["latency_ms"]
+    sink = report.get("latency_ms_sink") or {}
     lines = [
         f"sent {t['messages_sent']} msgs ({t['messages_sent_per_s']} msg/s); ingest took "
         f"{t['messages_in']} ({t['messages_in_per_s']} msg/s)",
@@ -489,7 +531,9 @@ def format_headline(report: dict[str, Any]) -> str:
         f"({p['loss_ratio']}), seq missing {p['missing_seq']}; "
         f"{t['points_stored_per_s']} points/s over load+drain",
         f"latency ms (upper bound): p50 {lat.get('p50', 'n/a')}, p90 {lat.get('p90', 'n/a')}, "
-        f"p99 {lat.get('p99', 'n/a')}, max {lat.get('max', 'n/a')}",
+        f"p99 {lat.get('p99', 'n/a')}, max {lat.get('max', 'n/a')}; sink histogram (ingest to "
+        f"database, bucket bounds): p50 <= {sink.get('p50_le', 'n/a')}, "
+        f"p99 <= {sink.get('p99_le', 'n/a')}",
         f"dead letters vs bad sent, differences: {report['dead_letters']['difference_by_reason']}",
         "components: "
         + ", ".join(

@@ -43,6 +43,9 @@ SINK_POINTS_WRITTEN: tuple[MetricMatch, ...] = (
 PROCESSOR_IN: tuple[MetricMatch, ...] = (
     MetricMatch(("processor", "records", "in"), where=(("agent", "validate"),)),
 )
+#: Histogram of ingest receive time -> database accepted, per point (sinks/metrics.py:
+#: telemetry_sink_end_to_end_seconds).
+SINK_END_TO_END: tuple[MetricMatch, ...] = (MetricMatch(("sink", "end_to_end"), unless=()),)
 #: Telemetry messages the simulator sent (its own metric, see loadtest/simulator.py).
 SIMULATOR_SENT: tuple[MetricMatch, ...] = (MetricMatch(("simulator", "messages", "sent")),)
 #: Rejects by reason, counted by every component (plumbing/dead_letters.py).

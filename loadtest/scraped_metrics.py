@@ -70,6 +70,58 @@ def by_label(families: Families, matches: Iterable[MetricMatch], label: str) -> 
     return out
 
 
+def histogram_buckets(text: str, matches: Iterable[MetricMatch]) -> dict[float, float] | None:
+    """Cumulative bucket counts (upper bound -> count) of the first matching histogram, summed
+    over its label sets; None when no histogram matches."""
+    try:
+        hists = {
+            f.name: f.samples for f in text_string_to_metric_families(text) if f.type == "histogram"
+        }
+    except (ValueError, TypeError, IndexError):
+        return None
+    for match in matches:
+        names = sorted((n for n in hists if match.matches(n)), key=lambda n: (len(n), n))
+        if names:
+            out: dict[float, float] = {}
+            for s in hists[names[0]]:
+                if s.name.endswith("_bucket") and "le" in s.labels:
+                    le = float(s.labels["le"])
+                    out[le] = out.get(le, 0.0) + float(s.value)
+            return out
+    return None
+
+
+def bucket_delta(
+    after: dict[float, float], before: dict[float, float] | None
+) -> dict[float, float]:
+    """What was observed between two scrapes of one histogram."""
+    before = before or {}
+    return {le: max(0.0, n - before.get(le, 0.0)) for le, n in after.items()}
+
+
+def bucket_quantile(buckets: dict[float, float], q: float) -> float | None:
+    """Upper bound of the bucket holding the q-quantile; inf beyond the last finite bucket;
+    None without observations."""
+    if not buckets:
+        return None
+    ordered = sorted(buckets.items())
+    count = ordered[-1][1]
+    if count <= 0:
+        return None
+    for le, cumulative in ordered:
+        if cumulative >= q * count:
+            return le
+    return float("inf")
+
+
+def fetch_metrics_text(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as resp:
+            return str(resp.read().decode("utf-8", "replace"))
+    except OSError:
+        return None
+
+
 def fetch_metrics(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> Families | None:
     """A component's parsed /metrics, or None when it does not answer."""
     try:

@@ -106,3 +106,37 @@ def test_the_view_shows_na_for_what_is_missing() -> None:
     assert line.endswith("DOWN=process")
     empty = render_line(ViewSnapshot(elapsed_s=0))
     assert "dlq=n/a" in empty and "lag[n/a]" in empty
+
+
+def test_the_sink_latency_histogram_over_a_run() -> None:
+    from loadtest.benchmark import sink_latency
+    from loadtest.scraped_metrics import bucket_delta, bucket_quantile, histogram_buckets
+
+    reg = CollectorRegistry()
+    hist = Histogram(
+        "telemetry_sink_end_to_end_seconds", "e2e", ["sink"], registry=reg,
+        buckets=(0.1, 0.5, 1, 5, 10),
+    )  # fmt: skip
+    for _ in range(10):
+        hist.labels(sink="influxdb").observe(0.05)  # before the run
+    before = histogram_buckets(generate_latest(reg).decode(), names.SINK_END_TO_END)
+    assert before is not None and before[0.1] == 10
+    for v in [0.3] * 50 + [0.8] * 40 + [3.0] * 9 + [60.0]:
+        hist.labels(sink="influxdb").observe(v)
+    after = histogram_buckets(generate_latest(reg).decode(), names.SINK_END_TO_END)
+    assert after is not None
+    delta = bucket_delta(after, before)
+    assert delta[float("inf")] == 100 and delta[0.1] == 0
+    assert bucket_quantile(delta, 0.5) == 0.5
+    assert bucket_quantile(delta, 0.9) == 1.0
+    assert bucket_quantile(delta, 0.99) == 5.0
+    assert bucket_quantile(delta, 1.0) == float("inf")
+    assert bucket_quantile({}, 0.5) is None
+
+    report = sink_latency(before, after)
+    assert (report["count"], report["p50_le"], report["p90_le"], report["p99_le"]) == (
+        100, 500.0, 1000.0, 5000.0,
+    )  # fmt: skip
+    assert "note" in sink_latency(None, None)
+    assert histogram_buckets("junk {", names.SINK_END_TO_END) is None
+    assert histogram_buckets(exposition(), names.SINK_END_TO_END) is None
