@@ -11,11 +11,13 @@ process these readings too. Assertions therefore look only at records our worker
 
 from __future__ import annotations
 
+import calendar
 import math
 import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +227,7 @@ def uid(name: str) -> str:
 def test_readings_flow_through_every_agent_with_rejects_dead_lettered(
     kafka: Kafka, worker: Worker
 ) -> None:
-    a, b, c, d, e, f, g, junk_meta = (uid(n) for n in "abcdefgm")
+    a, b, c, d, e, f, g, h, junk_meta = (uid(n) for n in "abcdefghm")
     reader = kafka.reader([ENRICHED, DERIVED, DLQ])
 
     kafka.produce(METADATA, junk_meta, b"\xc3\x01 not avro at all")
@@ -258,6 +260,12 @@ def test_readings_flow_through_every_agent_with_rejects_dead_lettered(
     kafka.produce(RAW, f, raw(f, [("temperature", ("double", 300.0), "K")],
                               seq=("string", "1.5")))
     kafka.produce(RAW, g, b"\x00junk that is not Avro")
+    # RFC 3339 with an offset and nanoseconds; hostile metric names pass through as data
+    when = datetime.now(timezone(timedelta(hours=5, minutes=30))) - timedelta(seconds=2)
+    when_text = when.strftime("%Y-%m-%dT%H:%M:%S.%f") + "789+05:30"
+    hostile = 'tab\tnew\nline "q" =,\\ ' + "\u00e9\u2603" * 50
+    kafka.produce(RAW, h, raw(h, [(hostile, ("double", 1e300), None)],
+                              ts=("string", when_text)))
 
     expected_letters = {
         (a, "validate", "value_not_a_number", "flag"),
@@ -282,18 +290,18 @@ def test_readings_flow_through_every_agent_with_rejects_dead_lettered(
     def complete(ms: list[Message]) -> bool:
         keys = {(m.topic(), m.key()) for m in ms}
         return (
-            {(ENRICHED, x.encode()) for x in (a, b, f)} | {(DERIVED, a.encode())} <= keys
+            {(ENRICHED, x.encode()) for x in (a, b, f, h)} | {(DERIVED, a.encode())} <= keys
             and letters_in(ms) >= expected_letters
         )
 
-    keys = {x.encode() for x in (a, b, c, d, e, f, g, junk_meta)}
+    keys = {x.encode() for x in (a, b, c, d, e, f, g, h, junk_meta)}
     got = reader.until(keys, complete, keep=worker.produced)
     reader.close()
     assert complete(got), (
         [(m.topic(), m.key()) for m in got], worker.component.tail())
 
     enriched = decoded(got, ENRICHED)
-    assert set(enriched) == {a, b, f}
+    assert set(enriched) == {a, b, f, h}
     for ra in enriched[a]:  # more than one if another pipeline fed us its copy too
         fields = ra["fields"]
         assert math.isclose(fields["temperature"], (70.7 - 32) * 5 / 9, rel_tol=1e-9)
@@ -314,6 +322,11 @@ def test_readings_flow_through_every_agent_with_rejects_dead_lettered(
     for rf in enriched[f]:
         assert rf["seq"] is None
         assert math.isclose(rf["fields"]["temperature"], 26.85, rel_tol=1e-9)
+
+    for rh in enriched[h]:
+        # 789 ns past the microsecond: truncated
+        assert rh["ts_us"] == calendar.timegm(when.utctimetuple()) * 1_000_000 + when.microsecond
+        assert rh["fields"] == {hostile: 1e300}
 
     derived = decoded(got, DERIVED)
     assert set(derived) == {a}
