@@ -23,7 +23,7 @@ from processors.agents import device_metadata, dew_point, enrich, normalize, val
 from processors.device_tags import DeviceTags
 from processors.pipeline import Pipeline
 from processors.settings import ProcessorSettings
-from processors.units import UnitCatalog
+from processors.units import CatalogError, UnitCatalog
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,11 @@ def run_worker(settings: ProcessorSettings) -> int:
         )
     health = HealthState()
     serve_health(settings.process_health_port, health)
-    pipeline = create_app(settings, fail_stop(health))
+    try:
+        pipeline = create_app(settings, fail_stop(health))
+    except CatalogError as exc:
+        log.error("the unit catalog is wrong; fix it and start again", extra={"error": str(exc)})
+        return 2
     worker = ProcessorWorker(
         pipeline.app,
         health,

@@ -63,7 +63,7 @@ def test_rfc3339_to_exact_microseconds(text: str, expected: int) -> None:
         " 2025-11-21T05:00:00Z",
         "2025-11-21T05:00:00ZZ",
         "0000-01-01T00:00:00Z",
-        "\uff12\uff10\uff12\uff15-11-21T05:00:00Z",  # fullwidth: a Python \\d, not an RFC 3339 digit
+        "\uff12\uff10\uff12\uff15-11-21T05:00:00Z",  # fullwidth digits are not RFC 3339 digits
         "2025-11-21T05:00:00\x00Z",
         "1763701200123.5",  # a JSON float arrives as its text
         "true",
