@@ -558,6 +558,10 @@ def test_points_influxdb_refuses_go_to_the_dlq_with_its_reason(
     placed = kafka.produce(ENRICHED, [*good[:5], conflict, reserved_tag, time_metric, *good[5:]])
     component = sink(stack_env, tmp_path, group, ENRICHED)
     try:
+        # This sink commits after the database took the batch and Kafka its dead letters:
+        # from then on its metrics and its dead letters are final.
+        wait_for("offsets committed past every record",
+                 lambda: committed_past(kafka, group, ENRICHED, placed))
         refused = {conflict["device_id"]: "field type conflict",
                    reserved_tag["device_id"]: "reserved tag key",
                    time_metric["device_id"]: "invalid field name"}
@@ -579,8 +583,6 @@ def test_points_influxdb_refuses_go_to_the_dlq_with_its_reason(
         assert influx.count(run_id) == 11  # ten good points and the seed
         assert metric(component, "telemetry_sink_points_refused_total") >= 3
         assert metric(component, "telemetry_sink_write_errors_total", 'kind="refused"') >= 3
-        wait_for("offsets committed past every record",
-                 lambda: committed_past(kafka, group, ENRICHED, placed))
     finally:
         assert component.stop() == 0, component.tail()
 
