@@ -36,6 +36,13 @@ class DeviceTags:
             key_type=bytes,
             partitions=CONTRACT_TOPICS[METADATA][0],
             synchronize_all_active_partitions=True,
+            # Every worker holds every changelog partition as active *and* standby, so Faust
+            # files changes that arrive while running under "active": it applies those in
+            # batches of recovery_buffer_size and, after recovery, flushes an incomplete
+            # batch never. With the default of 1000, another worker's tag change would wait
+            # for 999 more. 1 applies each change as it arrives (what Faust's GlobalTable
+            # docstring advises for more than one worker).
+            recovery_buffer_size=1,
             help="Tags of each device from devices.metadata, for the enrich agent.",
         )
 

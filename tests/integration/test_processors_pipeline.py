@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from plumbing.topics import DERIVED, DLQ, ENRICHED, METADATA, NORMALIZED, RAW, VALIDATED
@@ -367,17 +368,7 @@ def test_readings_flow_through_every_agent_with_rejects_dead_lettered(
 def tags_of_next_reading(kafka: Kafka, worker: Worker, device: str, marker: float
                          ) -> dict[str, str]:
     """Produces a reading with a unique value and returns the tags our enrich gave it."""
-    reader = kafka.reader([ENRICHED])
-    kafka.produce(RAW, device, raw(device, [("temperature", ("double", marker), None)]))
-
-    def mine(m: Message) -> bool:
-        value = CODEC.decode(m.value() or b"")
-        return worker.produced(m, "enrich") and value["fields"].get("temperature") == marker
-
-    got = reader.until({device.encode()}, lambda ms: len(ms) >= 1, keep=mine)
-    reader.close()
-    assert got, worker.component.tail()
-    return dict(CODEC.decode(got[0].value() or b"")["tags"])
+    return tags_and_partition(kafka, worker, device, marker)[0]
 
 
 def test_metadata_updates_and_tombstones_change_the_tags(kafka: Kafka, worker: Worker) -> None:
@@ -433,3 +424,63 @@ def test_sigterm_commits_and_a_restart_recovers_the_tags(
     finally:
         validated.close()
         second.component.stop()
+
+
+def tags_and_partition(
+    kafka: Kafka, worker: Worker, device: str, marker: float
+) -> tuple[dict[str, str], int]:
+    """The tags our enrich gave a new reading, and the partition it enriched it in."""
+    reader = kafka.reader([ENRICHED])
+    kafka.produce(RAW, device, raw(device, [("temperature", ("double", marker), None)]))
+
+    def mine(m: Message) -> bool:
+        value = CODEC.decode(m.value() or b"")
+        return worker.produced(m, "enrich") and value["fields"].get("temperature") == marker
+
+    got = reader.until({device.encode()}, lambda ms: len(ms) >= 1, keep=mine)
+    reader.close()
+    assert got, worker.component.tail()
+    return dict(CODEC.decode(got[0].value() or b"")["tags"]), got[0].partition() or 0
+
+
+def devices_in_every_partition() -> list[str]:
+    """Two device ids per partition of Faust's (murmur2) partitioner."""
+    per_partition: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
+    while any(len(ids) < 2 for ids in per_partition.values()):
+        device = uid("two")
+        ids = per_partition[(murmur2(device.encode()) & 0x7FFFFFFF) % PARTITIONS]
+        if len(ids) < 2:
+            ids.append(device)
+    return [d for ids in per_partition.values() for d in ids]
+
+
+def test_tags_reach_every_worker_of_the_app(
+    kafka: Kafka, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two workers split the partitions; each one's enrich sees metadata the other stored."""
+    first = Worker(stack_env, tmp_path / "one")
+    start_group_at_end(first.bootstrap, first.app_id)
+    second = Worker(stack_env, tmp_path / "two", app_id=first.app_id)
+    first.start()
+    second.start()
+    try:
+        devices = devices_in_every_partition()
+        for device in devices:
+            set_metadata(kafka, first, device, metadata(device, {"site": device}))
+        # A worker applies the other's changelog records as they arrive: the tags show up
+        # on a reading of every device, whichever worker enriches it (a few readings may
+        # pass before the record arrives).
+        partitions: set[int] = set()
+        for device in devices:
+            for attempt in range(20):
+                tags, partition = tags_and_partition(kafka, first, device, float(attempt))
+                if tags == {"site": device}:
+                    partitions.add(partition)
+                    break
+            else:
+                raise AssertionError((device, first.component.tail(), second.component.tail()))
+        # every partition had a reading, and each worker owns some partitions
+        assert partitions == set(range(PARTITIONS))
+    finally:
+        second.component.stop()
+        first.component.stop()
