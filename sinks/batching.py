@@ -166,7 +166,9 @@ class BatchingSink:
             except KafkaException as exc:
                 delay = backoff.next_delay()
                 log.warning("Kafka not reachable, retrying in %.1fs: %s", delay, exc)
-                time.sleep(delay)
+                until = time.monotonic() + delay
+                while not self.stopping and time.monotonic() < until:
+                    time.sleep(0.1)
         return False
 
     def _setup_destination(self) -> None:

@@ -26,10 +26,11 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
 
 from plumbing.topics import DLQ, ENRICHED
 from schemas.codec import default_codec
-from sinks.line_protocol import encode_point
+from sinks.line_protocol import encode_point, escape_tag, request_bodies
 from tests.support.components import Component, free_port
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -434,6 +435,50 @@ def test_hostile_strings_round_trip_exactly_and_inject_nothing(
         assert influx.count(run_id, f" and r.device_id == {flux_str(bad_metric_dev)}") == 0
     finally:
         assert component.stop() == 0, component.tail()
+
+
+def test_what_the_encoder_refuses_influxdb_really_cannot_store(
+    influx: Influx, run_id: str
+) -> None:
+    """The refusals in line_protocol.py are InfluxDB's limits, not caution: written the only
+    way line protocol allows, these values fail or are stored altered. (Measurement
+    `sink_probe`, so nothing lands in `telemetry`.)"""
+    write_api = influx.client.write_api(write_options=SYNCHRONOUS)
+    ts = now_us()
+
+    def write(body: str) -> int:
+        try:
+            write_api.write(bucket=influx.bucket, record=body,
+                            write_precision=WritePrecision.US)  # type: ignore[arg-type]
+            return 204
+        except ApiException as exc:
+            return int(exc.status or 0)
+
+    def probe(mark: str) -> list[dict[str, Any]]:
+        flux = (f'from(bucket: {flux_str(influx.bucket)}) |> range(start: 0) '
+                f'|> filter(fn: (r) => r._measurement == "sink_probe" and r.mark == '
+                f'{flux_str(mark)})')
+        return [rec.values for t in influx.query_api.query(flux) for rec in t.records]
+
+    # A tag value ending in a backslash: the separator after it reads as escaped.
+    assert write(f"sink_probe,mark={run_id},v=trail\\ x=1 {ts}") == 400
+    assert write(f"sink_probe,mark={run_id},v=trail\\,w=2 x=1 {ts}") == 400
+    # A field key ending in an even run of backslashes is stored under another name.
+    mark = f"{run_id}-even"
+    assert write(f"sink_probe,mark={mark} trail\\\\=1.5,z=2.5 {ts}") == 204
+    assert {v["_field"] for v in probe(mark)} == {"trail\\=1.5,z"}
+    # An odd run of backslashes before a comma in a field key does not parse.
+    assert write(f"sink_probe,mark={run_id} a\\\\,b=1.5 {ts}") == 400
+    # The line-splitter hazard: valid alone, but it swallows the line after it...
+    hostile = 'a\\ b\\="'
+    hazard = f"sink_probe,mark={run_id}-h,v={escape_tag(hostile, 'v')} x=1 {ts}"
+    plain = f"sink_probe,mark={run_id}-h,v=plain x=2 {ts}"
+    assert write(hazard + "\n" + plain) == 400
+    # ...so request_bodies ends a body after it, and both points are stored.
+    bodies = request_bodies([hazard, plain])
+    assert len(bodies) == 2
+    assert [write(b.decode()) for b in bodies] == [204, 204]
+    assert {v["v"] for v in probe(f"{run_id}-h")} == {hostile, "plain"}
 
 
 # -- (c) crash mid-stream -----------------------------------------------------------------------
