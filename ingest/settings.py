@@ -142,6 +142,9 @@ class IngestSettings(KafkaSettings, ObservabilitySettings):
             "linger.ms": self.kafka_linger_ms,
             "message.timeout.ms": self.kafka_message_timeout_ms,
             "message.max.bytes": self.kafka_max_record_bytes,
+            # The Java clients' (and Faust's) key hash, so a device sits in the same partition
+            # number of every topic whoever produced it; librdkafka's default is CRC32.
+            "partitioner": "murmur2_random",
         }
 
     @property
