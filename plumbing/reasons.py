@@ -23,6 +23,7 @@ class Reason(StrEnum):
     NO_METRICS = "no_metrics"
     INVALID_SEQ = "invalid_seq"
     # validate/normalize: one metric, the rest of the reading goes on
+    INVALID_METRIC_NAME = "invalid_metric_name"
     VALUE_NOT_A_NUMBER = "value_not_a_number"
     UNKNOWN_UNIT = "unknown_unit"
     WRONG_DIMENSION = "wrong_dimension"

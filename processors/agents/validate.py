@@ -1,7 +1,8 @@
 """validate: telemetry.raw (RawReading) -> telemetry.validated (EnrichedReading, units as sent).
 
 Rejects a whole reading for its time or for having no metrics, and single metrics whose value
-is not a finite number; a bad `seq` is dropped from the reading and dead-lettered alone.
+is not a finite number or whose name no database could store as a field; a bad `seq` is
+dropped from the reading and dead-lettered alone.
 """
 
 from __future__ import annotations
@@ -45,6 +46,28 @@ def metric_value(value: object) -> float | str:
     return f"value of type {type(value).__name__} is not a number"
 
 
+MAX_METRIC_NAME_BYTES = 256
+#: Field names the storage layout already uses (`seq`) or the databases reserve (`time`;
+#: InfluxDB's `_field`, `_value`, `_time`... all begin with an underscore).
+RESERVED_METRIC_NAMES = frozenset({"seq", "time"})
+
+
+def metric_name_problem(name: str) -> str | None:
+    """Why a metric name cannot become a field name, or None when it can."""
+    if not name.strip():
+        return "the metric name is empty or blank"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_METRIC_NAME_BYTES:
+        return f"the metric name {short_repr(name)} is longer than {MAX_METRIC_NAME_BYTES} bytes"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+        return f"the metric name {short_repr(name)} contains control characters (or a newline)"
+    if name in RESERVED_METRIC_NAMES or name.startswith("_"):
+        return (
+            f"the metric name {short_repr(name)} is reserved (seq, time and names beginning "
+            "with '_' are used by the storage layout); rename the metric on the device"
+        )
+    return None
+
+
 def validate_reading(raw: dict[str, Any], limits: TimeLimits) -> StepResult:
     """Checks one RawReading; the result holds at most one EnrichedReading."""
     result = StepResult()
@@ -74,6 +97,12 @@ def validate_reading(raw: dict[str, Any], limits: TimeLimits) -> StepResult:
     units: dict[str, str] = {}
     for metric in metrics:
         name = metric["name"]
+        name_problem = metric_name_problem(name)
+        if name_problem is not None:
+            result.rejects.append(
+                Reject(Reason.INVALID_METRIC_NAME, name_problem, metric=name[:200])
+            )
+            continue
         value = metric_value(metric.get("value"))
         if isinstance(value, str):
             result.rejects.append(Reject(Reason.VALUE_NOT_A_NUMBER, value, metric=name))

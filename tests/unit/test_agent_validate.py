@@ -141,3 +141,31 @@ def test_metric_value_keeps_integers_exact_within_double_range() -> None:
     assert metric_value(-0.0) == 0.0
     assert metric_value(1e308) == 1e308
     assert isinstance(metric_value(10**400), str)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "   ", "line\nbreak", "tab\there", "nul\x00", "esc\x1b[31m", "c1\x85", "seq", "time",
+     "_value", "_field", "x" * 257, "é" * 129],
+)
+def test_a_metric_name_no_database_can_store_is_rejected_alone(name: str) -> None:
+    reading = raw(
+        metrics=[
+            {"name": "temperature", "value": 21.5, "unit": "degC"},
+            {"name": name, "value": 1.0, "unit": None},
+        ]
+    )
+    result = validate_reading(reading, LIMITS)
+    assert [r.reason for r in result.rejects] == [Reason.INVALID_METRIC_NAME]
+    assert result.rejects[0].detail
+    [record] = result.records
+    assert record["fields"] == {"temperature": 21.5}
+
+
+@pytest.mark.parametrize(
+    "name", ["temp erature", "a,b=c", 'quote"d', "back\\slash", "東京", "x" * 256, "seq2", "t_"]
+)
+def test_awkward_but_storable_metric_names_pass(name: str) -> None:
+    result = validate_reading(raw(metrics=[{"name": name, "value": 1.0, "unit": None}]), LIMITS)
+    assert result.rejects == []
+    assert result.records[0]["fields"] == {name: 1.0}
