@@ -281,9 +281,7 @@ class BatchingSink:
         device_id: str | None = None,
         metric: str | None = None,
     ) -> None:
-        record = self._letter(
-            reason, detail, original, original_format, topic, device_id, metric
-        )
+        record = self._letter(reason, detail, original, original_format, topic, device_id, metric)
         self.batch.add_dead_letter(record, topic, partition, offset)
 
     def _letter(

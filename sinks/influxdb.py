@@ -22,7 +22,7 @@ from plumbing.logs import setup_logging
 from sinks.batching import BatchingSink
 from sinks.line_protocol import Dialect, request_bodies
 from sinks.settings import InfluxDBSinkSettings
-from sinks.write_errors import RefusedWriteError, RetryableWriteError
+from sinks.write_errors import RefusedWriteError, RetryableWriteError, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def classify(
     message = _message(body)
     if status in REFUSED_STATUSES:
         return RefusedWriteError(f"HTTP {status}: {message}")
-    retry_after = _retry_after(headers)
+    retry_after = retry_after_seconds(headers)
     return RetryableWriteError(f"InfluxDB answered HTTP {status}: {message}", retry_after)
 
 
@@ -56,17 +56,6 @@ def _message(body: bytes | str | None) -> str:
     if isinstance(parsed, dict) and "message" in parsed:
         return str(parsed["message"])[:2000]
     return text.strip()[:2000]
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    if not headers:
-        return None
-    for key, value in headers.items():
-        if key.lower() == "retry-after":
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                return None
     return None
 
 

@@ -279,4 +279,3 @@ def request_bodies(lines: Iterable[str]) -> list[bytes]:
     if current:
         bodies.append("\n".join(current).encode())
     return bodies
-

@@ -12,9 +12,7 @@ POINTS_REFUSED = Counter(
     "Points the database refused; each went to telemetry.dlq with its reason.",
     ["sink"],
 )
-BATCHES = Counter(
-    "telemetry_sink_batches_total", "Batches written and committed.", ["sink"]
-)
+BATCHES = Counter("telemetry_sink_batches_total", "Batches written and committed.", ["sink"])
 WRITE_SECONDS = Histogram(
     "telemetry_sink_write_duration_seconds",
     "Duration of one write call to the database (a batch, or a half of it while bisecting).",

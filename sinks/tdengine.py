@@ -26,7 +26,7 @@ from plumbing.logs import setup_logging
 from sinks.batching import BatchingSink
 from sinks.line_protocol import Dialect, request_bodies
 from sinks.settings import TDengineSinkSettings
-from sinks.write_errors import RefusedWriteError, RetryableWriteError
+from sinks.write_errors import RefusedWriteError, RetryableWriteError, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class TDengineDestination:
             desc = answer.get("desc") if isinstance(answer, dict) else None
             raise RetryableWriteError(
                 f"CREATE DATABASE failed (HTTP {status}, code {code}): {desc or _text(body)}",
-                _retry_after(headers),
+                retry_after_seconds(headers),
             )
         self.database_ready = True
         log.info("TDengine database %s is there", self.settings.tdengine_database)
@@ -130,7 +130,7 @@ class TDengineDestination:
                 f"taosAdapter refused the request (check the settings): {_text(body)}"
             )
         return RetryableWriteError(
-            f"taosAdapter answered HTTP {status}: {message}", _retry_after(headers)
+            f"taosAdapter answered HTTP {status}: {message}", retry_after_seconds(headers)
         )
 
     # -- HTTP -----------------------------------------------------------------------------------
@@ -186,15 +186,6 @@ def _json(body: bytes) -> object:
 
 def _text(body: bytes) -> str:
     return body.decode("utf-8", "replace").strip()[:2000] or "(empty body)"
-
-
-def _retry_after(headers: dict[str, str]) -> float | None:
-    for key, value in headers.items():
-        if key.lower() == "retry-after":
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                return None
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class WriteError(Exception):
     """A write did not go through."""
@@ -22,3 +24,14 @@ class RetryableWriteError(WriteError):
 
 class RefusedWriteError(WriteError):
     """The database refused (some of) the points for what they are; `reason` is its words."""
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """The seconds an HTTP `Retry-After` header asks us to wait, if it is a number."""
+    for key, value in (headers or {}).items():
+        if key.lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return None
+    return None
