@@ -105,6 +105,7 @@ class InfluxDB(Service):
         argv = [
             "go",
             "build",
+            "-v",  # names each package as it compiles: the progress lines show where it is
             "-o",
             str(self.build_dir / "influxd.tmp"),
             f"-ldflags=-X main.version={self.settings.stack_influxdb_version.lstrip('v')}",
