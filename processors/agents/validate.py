@@ -46,7 +46,7 @@ def metric_value(value: object) -> float | str:
     return f"value of type {type(value).__name__} is not a number"
 
 
-MAX_METRIC_NAME_BYTES = 256
+MAX_METRIC_NAME_BYTES = 1024
 #: Field names the storage layout already uses (`seq`) or the databases reserve (`time`;
 #: InfluxDB's `_field`, `_value`, `_time`... all begin with an underscore).
 RESERVED_METRIC_NAMES = frozenset({"seq", "time"})

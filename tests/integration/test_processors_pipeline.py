@@ -261,11 +261,14 @@ def test_readings_flow_through_every_agent_with_rejects_dead_lettered(
     kafka.produce(RAW, f, raw(f, [("temperature", ("double", 300.0), "K")],
                               seq=("string", "1.5")))
     kafka.produce(RAW, g, b"\x00junk that is not Avro")
-    # RFC 3339 with an offset and nanoseconds; hostile metric names pass through as data
+    # RFC 3339 with an offset and nanoseconds; awkward metric names pass through as data,
+    # names no database can store (control characters, a newline) are rejected alone
     when = datetime.now(timezone(timedelta(hours=5, minutes=30))) - timedelta(seconds=2)
     when_text = when.strftime("%Y-%m-%dT%H:%M:%S.%f") + "789+05:30"
-    hostile = 'tab\tnew\nline "q" =,\\ ' + "\u00e9\u2603" * 50
-    kafka.produce(RAW, h, raw(h, [(hostile, ("double", 1e300), None)],
+    hostile = 'quote "q" =,\\ ' + "\u00e9\u2603" * 50
+    unstorable = "tab\tnew\nline"
+    kafka.produce(RAW, h, raw(h, [(hostile, ("double", 1e300), None),
+                                  (unstorable, ("double", 2.0), None)],
                               ts=("string", when_text)))
 
     expected_letters = {
@@ -280,6 +283,7 @@ def test_readings_flow_through_every_agent_with_rejects_dead_lettered(
         (f, "validate", "invalid_seq", None),
         (g, "validate", "undecodable_record", None),
         (junk_meta, "enrich", "undecodable_record", None),
+        (h, "validate", "invalid_metric_name", unstorable),
     }
 
     def letters_in(ms: list[Message]) -> set[tuple[Any, ...]]:

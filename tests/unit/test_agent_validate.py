@@ -146,7 +146,7 @@ def test_metric_value_keeps_integers_exact_within_double_range() -> None:
 @pytest.mark.parametrize(
     "name",
     ["", "   ", "line\nbreak", "tab\there", "nul\x00", "esc\x1b[31m", "c1\x85", "seq", "time",
-     "_value", "_field", "x" * 257, "é" * 129],
+     "_value", "_field", "x" * 1025, "é" * 513],
 )
 def test_a_metric_name_no_database_can_store_is_rejected_alone(name: str) -> None:
     reading = raw(
@@ -163,7 +163,7 @@ def test_a_metric_name_no_database_can_store_is_rejected_alone(name: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "name", ["temp erature", "a,b=c", 'quote"d', "back\\slash", "東京", "x" * 256, "seq2", "t_"]
+    "name", ["temp erature", "a,b=c", 'quote"d', "back\\slash", "東京", "x" * 1024, "seq2", "t_"]
 )
 def test_awkward_but_storable_metric_names_pass(name: str) -> None:
     result = validate_reading(raw(metrics=[{"name": name, "value": 1.0, "unit": None}]), LIMITS)
