@@ -249,10 +249,13 @@ def test_every_reject_reason_lands_in_the_dlq_and_valid_metrics_are_kept(
     def reasons(ms: list[Any]) -> set[str]:
         return {codec.decode(m.value() or b"")["reason"] for m in ms}
 
+    def devices(ms: list[Any]) -> set[str | None]:
+        return {codec.decode(m.value() or b"")["device_id"] for m in ms}
+
     got = consume_until(
         local_stack.kafka.address,
         [DLQ],
-        lambda ms: set(sent) <= reasons(ms),
+        lambda ms: set(sent) <= reasons(ms) and f"{dev}-nanliteral" in devices(ms),
         timeout=120,
         keep=mine,
     )
