@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from stack.processes import StackError, log_tail
+from stack.processes import StackError, log_tail, popen_logged
 
 
 def say(message: str) -> None:
@@ -33,25 +31,17 @@ def run_step(
     started = time.monotonic()
     with open(log_file, "ab") as log:
         log.write(f"\n$ {' '.join(argv)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            cwd=cwd,
-        )
-        done = threading.Event()
+    proc = popen_logged(argv, log_file, env, cwd)
+    done = threading.Event()
 
-        def ticker() -> None:
-            while not done.wait(heartbeat):
-                elapsed = int(time.monotonic() - started)
-                say(f"  ... {what}: {elapsed // 60}m{elapsed % 60:02d}s, {_last_line(log_file)}")
+    def ticker() -> None:
+        while not done.wait(heartbeat):
+            elapsed = int(time.monotonic() - started)
+            say(f"  ... {what}: {elapsed // 60}m{elapsed % 60:02d}s, {_last_line(log_file)}")
 
-        threading.Thread(target=ticker, daemon=True).start()
-        code = proc.wait()
-        done.set()
+    threading.Thread(target=ticker, daemon=True).start()
+    code = proc.wait()
+    done.set()
     elapsed = time.monotonic() - started
     if code != 0:
         raise StackError(f"{what} failed (exit {code}) after {elapsed:.0f}s.\n{log_tail(log_file)}")

@@ -66,19 +66,30 @@ def start_process(
     cwd: Path | None = None,
 ) -> int:
     """Starts a server detached from our process group, so Ctrl-C here does not kill it."""
+    proc = popen_logged(argv, log_file, env, cwd, detach=True)
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def popen_logged(
+    argv: Sequence[str],
+    log_file: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    detach: bool = False,
+) -> subprocess.Popen[bytes]:
+    """A child whose output goes to `log_file` (appended), with our environment plus `env`."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             list(argv),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
             cwd=cwd,
-            start_new_session=True,
+            start_new_session=detach,
         )
-    pid_file.write_text(f"{proc.pid}\n")
-    return proc.pid
 
 
 def stop_process(pid_file: Path, timeout: float = 30.0) -> bool:
