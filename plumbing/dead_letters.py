@@ -17,6 +17,11 @@ REJECTED = Counter(
     ["stage", "reason"],
 )
 
+#: A dead letter must fit in one Kafka record (1 MB by default) whatever it carries: past
+#: these sizes the original and the detail are cut, and the detail says so.
+MAX_ORIGINAL_BYTES = 512 * 1024
+MAX_DETAIL_CHARS = 8_000
+
 
 def dead_letter(
     reason: Reason,
@@ -28,8 +33,13 @@ def dead_letter(
     metric: str | None = None,
     source_topic: str | None = None,
 ) -> dict[str, Any]:
-    """The dead-letter record; also counts the reject."""
+    """The dead-letter record, sized to fit a Kafka record; also counts the reject."""
     REJECTED.labels(stage=stage, reason=reason.value).inc()
+    if len(detail) > MAX_DETAIL_CHARS:
+        detail = detail[:MAX_DETAIL_CHARS] + " [...]"
+    if len(original) > MAX_ORIGINAL_BYTES:
+        detail += f" (original cut to {MAX_ORIGINAL_BYTES} of {len(original)} bytes)"
+        original = original[:MAX_ORIGINAL_BYTES]
     return {
         "reason": reason.value,
         "detail": detail,

@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 #: output a record is. The contract's trace_id and ingest_time_ms headers pass through.
 HEADER_PROCESSOR = "processor"
 
-#: A dead letter carries the original bytes; beyond this they are cut so the dead letter
-#: still fits in a Kafka record (1 MB by default) and the detail says so.
-MAX_ORIGINAL_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -206,16 +203,11 @@ class Pipeline:
                 "once the processors are fixed: please report it"))]
 
     def dead_letter(self, incoming: Incoming, stage: str, reject: Reject) -> Send:
-        original = incoming.value or b""
-        detail = reject.detail
-        if len(original) > MAX_ORIGINAL_BYTES:
-            detail += f" (original cut to {MAX_ORIGINAL_BYTES} of {len(original)} bytes)"
-            original = original[:MAX_ORIGINAL_BYTES]
         record = dead_letter(
             reject.reason,
-            detail,
+            reject.detail,
             stage,
-            original,
+            incoming.value or b"",
             "avro",
             device_id=incoming.device_id,
             metric=reject.metric,

@@ -46,10 +46,6 @@ log = logging.getLogger(__name__)
 
 MEASUREMENT = "telemetry"
 READER = "EnrichedReading"
-#: A dead letter carries its original; past this the original is cut so the record still
-#: fits Kafka's default 1 MB limit (the detail says so).
-MAX_ORIGINAL_BYTES = 900_000
-MAX_DETAIL_CHARS = 8_000
 _POLL_S = 0.5
 _LAG_EVERY_S = 5.0
 
@@ -294,12 +290,7 @@ class BatchingSink:
         device_id: str | None,
         metric: str | None = None,
     ) -> dict[str, Any]:
-        """A dead-letter record that fits a default 1 MB Kafka record."""
-        if len(detail) > MAX_DETAIL_CHARS:
-            detail = detail[:MAX_DETAIL_CHARS] + " [...]"
-        if len(original) > MAX_ORIGINAL_BYTES:
-            detail += f" (original cut to {MAX_ORIGINAL_BYTES} of {len(original)} bytes)"
-            original = original[:MAX_ORIGINAL_BYTES]
+        """This sink's dead letter (plumbing.dead_letters sizes it to fit a Kafka record)."""
         return dead_letter(
             reason,
             detail,

@@ -9,10 +9,11 @@ from typing import Any
 import faust
 import pytest
 
+from plumbing.dead_letters import MAX_ORIGINAL_BYTES
 from plumbing.reasons import Reason
 from plumbing.topics import DLQ, RAW, VALIDATED
 from processors.agents.validate import validate_reading
-from processors.pipeline import MAX_ORIGINAL_BYTES, Incoming, Pipeline, Send
+from processors.pipeline import Incoming, Pipeline, Send
 from processors.settings import ProcessorSettings
 from processors.steps import StepResult
 from processors.timestamps import TimeLimits

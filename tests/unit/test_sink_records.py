@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from plumbing.dead_letters import MAX_ORIGINAL_BYTES
 from schemas.codec import default_codec
-from sinks.batching import MAX_ORIGINAL_BYTES, BatchingSink
+from sinks.batching import BatchingSink
 from sinks.line_protocol import Dialect
 from sinks.settings import InfluxDBSinkSettings, TDengineSinkSettings
 
@@ -135,8 +136,8 @@ def test_tdengine_sink_uses_its_dialect_and_stage() -> None:
 
 
 def test_long_database_reasons_are_cut_to_fit_a_kafka_record() -> None:
+    from plumbing.dead_letters import MAX_DETAIL_CHARS
     from plumbing.reasons import Reason
-    from sinks.batching import MAX_DETAIL_CHARS
 
     letter = sink()._letter(Reason.DATABASE_REJECTED, "x" * 50_000, b"line", "line-protocol",
                             TOPIC, "dev-7")
