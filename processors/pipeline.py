@@ -181,10 +181,7 @@ class Pipeline:
                 f"{message.topic}; expected a {reads}"))]
         if value is not None:
             try:
-                writer = self.codec.writer_of(value)
-                if writer.name.rsplit(".", 1)[-1] != reads:
-                    raise CodecError(f"it is a {writer.name} record, not a {reads}")
-                record = self.codec.decode(value)
+                record = self.codec.decode(value, reader=reads)
             except CodecError as exc:
                 return [self.dead_letter(incoming, stage, Reject(
                     Reason.UNDECODABLE_RECORD,

@@ -99,10 +99,13 @@ class AvroCodec:
     ) -> dict[str, Any]:
         """Reads with the writer's schema, resolved into the reader schema.
 
-        The reader defaults to the newest version of the writer's own record name.
+        The reader defaults to the newest version of the writer's own record name; a record
+        of another name (a DeadLetter where an EnrichedReading belongs) is a CodecError.
         """
         writer = self.writer_of(data)
         target = self.schema(reader or writer.name, reader_version)
+        if target.name != writer.name:
+            raise CodecError(f"it is a {writer.name} record, not a {target.name}")
         try:
             record = schemaless_reader(
                 io.BytesIO(data[HEADER_LEN:]),

@@ -228,9 +228,6 @@ class BatchingSink:
         try:
             if value is None:
                 raise CodecError("the record has no value")
-            writer = self.codec.writer_of(value).name
-            if writer.rsplit(".", 1)[-1] != READER:
-                raise CodecError(f"it was written as {writer}")
             reading = self.codec.decode(value, reader=READER)
         except CodecError as exc:
             self._dead_letter(

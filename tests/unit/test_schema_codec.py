@@ -129,3 +129,10 @@ def test_schema_files_must_be_versioned(tmp_path: Path) -> None:
     )
     with pytest.raises(CodecError, match=r"<name>\.v<N>\.avsc"):
         AvroCodec(tmp_path)
+
+
+def test_a_record_of_another_name_is_a_codec_error_naming_both() -> None:
+    codec = default_codec()
+    raw = codec.encode("RawReading", READING)
+    with pytest.raises(CodecError, match=r"RawReading record, not a io\.telemetry\.DeadLetter"):
+        codec.decode(raw, reader="DeadLetter")
