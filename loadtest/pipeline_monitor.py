@@ -57,7 +57,8 @@ class PipelineMonitor:
         procs = self.pipeline.by_name()
         families: dict[str, Any] = {}
         for name, proc in procs.items():
-            families[name] = fetch_metrics(proc.spec.port) if proc.alive() else None
+            port = proc.spec.port
+            families[name] = fetch_metrics(port) if port and proc.alive() else None
         snap = ViewSnapshot(elapsed_s=now - self.t0)
         sim, ingest, sink = (
             families.get("simulate"),

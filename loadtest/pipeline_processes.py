@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from loadtest.settings import RunSettings
+from stack.processes import port_is_free
 
 
 class StartError(RuntimeError):
@@ -32,7 +32,8 @@ class StartError(RuntimeError):
 class ComponentSpec:
     name: str
     args: tuple[str, ...]
-    port: int
+    port: int | None
+    """Its /healthz, /readyz and /metrics port; None for a process without one."""
 
 
 def pipeline_specs(settings: RunSettings) -> list[ComponentSpec]:
@@ -49,12 +50,6 @@ def _die_with_parent() -> list[str]:
     (SIGKILL, a crash): the components never outlive `run`. Linux util-linux `setpriv`."""
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
 
 
 class ComponentProcess:
@@ -74,7 +69,7 @@ class ComponentProcess:
         return self.proc.pid if self.proc else None
 
     def start(self) -> None:
-        if port_in_use(self.spec.port):
+        if self.spec.port is not None and not port_is_free(self.spec.port):
             raise StartError(
                 f"{self.name}: port {self.spec.port} is already in use (another "
                 f"`telemetry {' '.join(self.spec.args)}` running?). Stop it, or move it with "
@@ -98,6 +93,8 @@ class ComponentProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def ready(self) -> bool:
+        if self.spec.port is None:
+            return self.alive()
         try:
             url = f"http://127.0.0.1:{self.spec.port}/readyz"
             with urllib.request.urlopen(url, timeout=2) as resp:
@@ -123,13 +120,13 @@ class ComponentProcess:
                 f"log {self.log_path}:\n{self.tail()}"
             )
 
-    def stop(self, timeout: float) -> int | None:
-        """SIGTERM, then SIGKILL after `timeout` seconds; the exit code."""
+    def stop(self, timeout: float, sig: signal.Signals = signal.SIGTERM) -> int | None:
+        """`sig` (SIGTERM), then SIGKILL after `timeout` seconds; the exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
+                os.killpg(self.proc.pid, sig)
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)

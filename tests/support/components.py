@@ -6,10 +6,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import time
+import threading
 import urllib.request
 from pathlib import Path
+
+from loadtest.pipeline_processes import ComponentProcess, ComponentSpec
 
 
 def free_port() -> int:
@@ -19,46 +20,40 @@ def free_port() -> int:
 
 
 class Component:
-    """One `telemetry <args>` process with its own log file and health port."""
+    """One `telemetry <args>` process with its own log file and, optionally, health port.
+
+    The process handling is `telemetry run`'s own (`ComponentProcess`); this adds what tests
+    want: our environment plus `env`, waiting for /readyz in `start`, metrics, any signal.
+    """
 
     def __init__(
         self, args: list[str], env: dict[str, str], log_dir: Path, health_port: int | None = None
     ) -> None:
+        name = "-".join(args).replace("/", "_")
         self.args = args
-        self.env = env
         self.health_port = health_port
-        self.log_path = log_dir / ("-".join(args).replace("/", "_") + ".log")
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process = ComponentProcess(
+            ComponentSpec(name, tuple(args), health_port),
+            {**os.environ, **env},
+            log_dir / f"{name}.log",
+        )
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.process.proc
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
 
     def start(self, ready_timeout: float = 90.0) -> Component:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "plumbing.cli", *self.args],
-            env={**os.environ, **self.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.process.start()
         if self.health_port is not None:
             self.wait_ready(ready_timeout)
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.health_port}/readyz"
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.args} exited {self.proc.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"{self.args} not ready after {timeout}s:\n{self.tail()}")
+        self.process.wait_ready(timeout, threading.Event())
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.health_port}/metrics"
@@ -66,20 +61,10 @@ class Component:
             return str(resp.read().decode())
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        os.killpg(self.proc.pid, sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(10)
+        return self.process.stop(timeout, sig)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
     def tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return self.process.tail(lines)
