@@ -4,6 +4,8 @@ RAW = "telemetry.raw"
 ENRICHED = "telemetry.enriched"
 DLQ = "telemetry.dlq"
 METADATA = "devices.metadata"
+#: Written by the alerts agent (processors/agents/alerts.py) when it runs.
+ALERTS = "telemetry.alerts"
 
 #: name -> (partitions, extra topic config). All share one partition count so Faust can
 #: co-partition streams and tables by device_id. `devices.metadata` is compacted so the
@@ -13,20 +15,9 @@ CONTRACT_TOPICS: dict[str, tuple[int, dict[str, str]]] = {
     ENRICHED: (6, {}),
     DLQ: (6, {}),
     METADATA: (6, {"cleanup.policy": "compact"}),
+    ALERTS: (6, {}),
 }
 
 #: Kafka header names carried on every record.
 HEADER_TRACE_ID = "trace_id"
 HEADER_INGEST_TIME = "ingest_time_ms"
-
-#: Internal hand-off topics between processor agents (not part of the outside contract):
-#: each agent commits its input offsets only after its output is in Kafka, so a crash between
-#: agents loses nothing. Derived-metric agents write to DERIVED, which the sinks also read.
-VALIDATED = "telemetry.validated"
-NORMALIZED = "telemetry.normalized"
-DERIVED = "telemetry.derived"
-INTERNAL_TOPICS: dict[str, tuple[int, dict[str, str]]] = {
-    VALIDATED: (6, {}),
-    NORMALIZED: (6, {}),
-    DERIVED: (6, {}),
-}

@@ -1,7 +1,8 @@
 """The Faust app of the processors and the `telemetry process` worker.
 
-validate -> normalize -> enrich (with device_metadata feeding its table) -> dew_point, each
-an agent in processors/agents/, chained through the internal topics of plumbing/topics.py.
+Agents: `readings` runs the step chain (processors/chain.py) from telemetry.raw to
+telemetry.enriched in one hop; `device_metadata` feeds the device tags table the `enrich`
+step reads; the agents named in `TELEMETRY_PROCESS_AGENTS` are added from entry points.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from faust.types.auth import CredentialsT
 from plumbing.health import HealthState, serve_health
 from plumbing.logs import setup_logging
 from plumbing.topics import CONTRACT_TOPICS, RAW
-from processors.agents import device_metadata, dew_point, enrich, normalize, validate
+from processors import plugins
+from processors.agents import ENTRY_POINT_GROUP, AgentContext, device_metadata, readings
+from processors.chain import Chain
 from processors.device_tags import DeviceTags
-from processors.pipeline import Pipeline
+from processors.forwarder import Forwarder
 from processors.settings import ProcessorSettings
-from processors.units import CatalogError, UnitCatalog
+from processors.units import CatalogError
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,12 @@ def broker_credentials(settings: ProcessorSettings) -> CredentialsT | None:
 
 def create_app(
     settings: ProcessorSettings, on_delivery_failure: Callable[[str, BaseException], None]
-) -> Pipeline:
-    """The app with every agent registered, wrapped in the Pipeline the agents share."""
+) -> AgentContext:
+    """The app with every agent registered, and what the agents share.
+
+    Raises PluginError for a step or agent name that cannot be used, CatalogError for a
+    wrong unit catalog: both before anything connects to Kafka.
+    """
     servers = [s.strip() for s in settings.kafka_bootstrap_servers.split(",") if s.strip()]
     app = faust.App(
         settings.process_app_id,
@@ -70,18 +77,23 @@ def create_app(
             None if settings.process_compression == "none" else settings.process_compression
         ),
         producer_linger=settings.process_linger_ms / 1000.0,
+        producer_max_batch_size=settings.process_producer_batch_bytes,
         broker_commit_interval=settings.process_commit_interval_s,
         consumer_auto_offset_reset=settings.process_auto_offset_reset,
     )
-    pipeline = Pipeline(app, settings, on_delivery_failure)
-    catalog = UnitCatalog.load(settings.process_unit_catalog_file)
     device_tags = DeviceTags(app)
-    validate.register(pipeline)
-    normalize.register(pipeline, catalog)
-    device_metadata.register(pipeline, device_tags)
-    enrich.register(pipeline, device_tags)
-    dew_point.register(pipeline)
-    return pipeline
+    context = AgentContext(app, settings, Forwarder(app, settings, on_delivery_failure),
+                           device_tags)
+    chain = Chain.from_settings(settings, device_tags.get_for)
+    extra_agents = plugins.load(ENTRY_POINT_GROUP, settings.process_agents,
+                                "TELEMETRY_PROCESS_AGENTS")
+    readings.register(context, chain)
+    device_metadata.register(context)
+    for _name, register in extra_agents:
+        register(context)
+    log.info("step chain", extra={"steps": chain.names,
+                                  "agents": [name for name, _ in extra_agents]})
+    return context
 
 
 class ProcessorWorker(faust.Worker):
@@ -136,12 +148,16 @@ def run_worker(settings: ProcessorSettings) -> int:
     health = HealthState()
     serve_health(settings.process_health_port, health)
     try:
-        pipeline = create_app(settings, fail_stop(health))
+        context = create_app(settings, fail_stop(health))
     except CatalogError as exc:
         log.error("the unit catalog is wrong; fix it and start again", extra={"error": str(exc)})
         return 2
+    except plugins.PluginError as exc:
+        log.error("a configured step or agent cannot be used; fix the setting and start "
+                  "again", extra={"error": str(exc)})
+        return 2
     worker = ProcessorWorker(
-        pipeline.app,
+        context.app,
         health,
         loglevel=settings.log_level,
         quiet=True,

@@ -1,4 +1,5 @@
-"""Acks input records in the order they were taken, once Kafka confirmed all their output.
+"""Acks batches of input records in the order they were taken, once Kafka confirmed all
+their output.
 
 Why not Faust's automatic ack: Faust acks a record when the `async for` body moves on (and
 also when the body raises), while `topic.send()` only queued the output. Its commit does
@@ -7,7 +8,7 @@ offset could be committed for output that never reached Kafka.
 
 Why strictly in order: faust-streaming 0.15's `Consumer._new_offset` commits the first run of
 consecutive acked offsets and only holds back when the gap before it is more than one offset
-(faust-streaming/faust#606). Acking record N+1 while N is still in flight could commit past
+(faust-streaming/faust#606). Acking batch N+1 while N is still in flight could commit past
 N. Acking in consumption order means no acked offset is ever ahead of an unacked one.
 
 When an output fails for good, nothing after it is acked any more and `on_failure` is called
@@ -39,7 +40,7 @@ class _Taken:
 
 
 class InOrderAcks:
-    """The records one agent took and has not acked yet, oldest first."""
+    """The batches one agent took and has not acked yet, oldest first."""
 
     def __init__(
         self,
@@ -74,7 +75,7 @@ class InOrderAcks:
             fut.add_done_callback(lambda f, t=taken: self._delivered(t, f))  # type: ignore[misc]
 
     async def wait_for_room(self) -> None:
-        """Holds the agent while `max_in_flight` records are waiting for Kafka."""
+        """Holds the agent while `max_in_flight` batches are waiting for Kafka."""
         while len(self._taken) >= self.max_in_flight and self.failure is None:
             self._room.clear()
             await self._room.wait()

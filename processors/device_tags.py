@@ -1,13 +1,12 @@
 """The device tags table: a Faust GlobalTable fed from the compacted topic devices.metadata.
 
-Why a GlobalTable and not a regular table co-partitioned with telemetry.normalized: both
-topics have 6 partitions and device_id keys, but they are not written by the same
-partitioner. devices.metadata (like telemetry.raw) comes from ingest's librdkafka producer,
-whose default partitioner hashes keys with CRC32, while telemetry.normalized is written by
-this Faust app (aiokafka: murmur2, as in Java). The same device can sit in partition 2 of one
-and partition 5 of the other, so a co-partitioned lookup would miss. A GlobalTable keeps
-every device on every worker (small: a few hundred bytes per device) and needs no
-partitioning agreement.
+Why a GlobalTable and not a regular table co-partitioned with telemetry.raw: a
+co-partitioned lookup only works when every producer of both topics uses the same
+partitioner. Ingest does (murmur2, as Java clients and Faust), but devices.metadata is also
+written by whatever tools a user points at it (librdkafka's default is CRC32), and one
+device in partition 2 of one topic and 5 of the other would silently lose its tags. A
+GlobalTable keeps every device on every worker (small: a few hundred bytes per device) and
+needs no partitioning agreement.
 
 Every worker reads every changelog partition as a standby
 (`synchronize_all_active_partitions`), so a change written by the worker that owns the
@@ -49,6 +48,10 @@ class DeviceTags:
     def get(self, device_key: bytes) -> dict[str, str] | None:
         tags = self.table.get(device_key)
         return cast("dict[str, str] | None", tags)
+
+    def get_for(self, device_id: str) -> dict[str, str] | None:
+        """The tags of a device by its id (what the `enrich` step asks)."""
+        return self.get(device_id.encode())
 
     # The two writes below are what `table[key] = tags` and `del table[key]` do, except that
     # they return the changelog delivery future: the metadata agent acks its input only

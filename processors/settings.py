@@ -10,6 +10,9 @@ from pydantic_settings import NoDecode
 
 from plumbing.settings import KafkaSettings, ObservabilitySettings
 
+#: The contract's chain (DESIGN.md): each step is a file of processors/steps/.
+DEFAULT_STEPS: tuple[str, ...] = ("validate", "normalize", "enrich", "dew_point")
+
 #: Tags that describe where a device is and what it is: few distinct values per tag, so they
 #: keep InfluxDB's series count sane. Anything else (serial numbers, free text) stays out
 #: unless the allow-list names it.
@@ -29,9 +32,20 @@ DEFAULT_TAG_ALLOW_LIST: tuple[str, ...] = (
 
 
 class ProcessorSettings(KafkaSettings, ObservabilitySettings):
-    """Options of the Faust processors: validate, normalize, enrich and derived metrics."""
+    """Options of the Faust processors: the step chain, its agents and their Kafka use."""
 
     component: ClassVar[str] = "process"
+
+    process_steps: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_STEPS)
+    )
+    """The step chain, in order (comma-separated or a JSON list): names registered under the
+    entry-point group `telemetry.steps` by this or any installed package. It must include
+    `validate`. An unknown name stops the worker at start."""
+    process_agents: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Extra Faust agents to run (comma-separated or a JSON list), registered under the
+    entry-point group `telemetry.agents`, e.g. `alerts`. The chain and the device tags
+    table always run. An unknown name stops the worker at start."""
 
     process_app_id: str = "telemetry-processors"
     """Faust application id: the Kafka consumer group and the prefix of Faust's own topics.
@@ -54,24 +68,31 @@ class ProcessorSettings(KafkaSettings, ObservabilitySettings):
     """Faust's data directory (per app id); tables live in memory and are rebuilt from Kafka."""
     process_health_port: int = 9102
     """Port of /metrics, /healthz and /readyz (env TELEMETRY_PROCESS_HEALTH_PORT)."""
-    process_max_in_flight: int = Field(default=5_000, ge=1)
-    """Records per agent forwarded but not yet confirmed by Kafka; at the limit the agent
-    waits before taking the next record."""
+    process_batch_size: int = Field(default=1_000, ge=1)
+    """Most records an agent takes at once: decoded, processed and produced together, then
+    acked together once Kafka confirmed all their output."""
+    process_batch_wait_s: float = Field(default=0.05, gt=0)
+    """How long an agent waits to fill a batch before processing what it has."""
+    process_max_batches_in_flight: int = Field(default=8, ge=1)
+    """Batches per agent produced but not yet confirmed by Kafka; at the limit the agent
+    waits before taking the next batch (so memory stays bounded when Kafka is slow)."""
     process_commit_interval_s: float = Field(default=2.8, gt=0)
     """How often Faust commits the offsets of records whose output Kafka has confirmed."""
     process_linger_ms: int = Field(default=50, ge=0)
     """How long the producer waits to fill a batch. Acks are pipelined, so this adds latency
     per hop but lets each request carry many records (several times the throughput of 10).
     """
+    process_producer_batch_bytes: int = Field(default=262_144, ge=1024)
+    """Most bytes of records the producer sends to one partition in one batch."""
     process_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
     """Producer compression. gzip needs nothing else; snappy, lz4 and zstd need the `cramjam`
     package, which is also what lets the processors read records compressed that way."""
     process_auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     """Where a new app id starts reading: `earliest` processes everything still in Kafka."""
 
-    @field_validator("process_tag_allow_list", mode="before")
+    @field_validator("process_tag_allow_list", "process_steps", "process_agents", mode="before")
     @classmethod
-    def _split_allow_list(cls, value: Any) -> Any:
+    def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):

@@ -13,7 +13,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from plumbing.topics import CONTRACT_TOPICS, INTERNAL_TOPICS
+from plumbing.topics import CONTRACT_TOPICS
 from stack.builds import run_step, say
 from stack.processes import StackError, start_process, wait_until
 from stack.service import Service
@@ -160,7 +160,7 @@ def create_contract_topics(admin: AdminClient) -> None:
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [
         NewTopic(name, num_partitions=parts, replication_factor=1, config=cfg)
-        for name, (parts, cfg) in {**CONTRACT_TOPICS, **INTERNAL_TOPICS}.items()
+        for name, (parts, cfg) in CONTRACT_TOPICS.items()
         if name not in existing
     ]
     if not wanted:

@@ -16,8 +16,8 @@ from processors.steps import Reject
 if TYPE_CHECKING:
     import faust
 
-    from processors.device_tags import DeviceTags
-    from processors.pipeline import Incoming, Output, Pipeline
+    from processors.agents import AgentContext
+    from processors.forwarder import Incoming, Output
 
 STAGE = "enrich"
 AGENT = "device_metadata"
@@ -40,23 +40,25 @@ def metadata_problem(key: bytes | None, record: dict[str, object] | None) -> Rej
     return None
 
 
-def register(pipeline: Pipeline, device_tags: DeviceTags) -> None:
+def register(context: AgentContext) -> None:
+    forwarder, device_tags = context.forwarder, context.device_tags
+
     def handle(incoming: Incoming) -> list[Output]:
         problem = metadata_problem(incoming.key, incoming.record)
         if problem is not None:
-            return [pipeline.dead_letter(incoming, STAGE, problem)]
+            return [forwarder.dead_letter(incoming, STAGE, problem)]
         assert incoming.key is not None
         if incoming.record is None:
             return [device_tags.forget(incoming.key, incoming.partition)]
         tags = dict(incoming.record["tags"])
         return [device_tags.remember(incoming.key, tags, incoming.partition)]
 
-    @pipeline.app.agent(pipeline.source(METADATA), name=AGENT)
+    @context.app.agent(forwarder.source(METADATA), name=AGENT)
     async def device_metadata(stream: faust.StreamT[bytes]) -> None:
-        await pipeline.run_handler(
+        await forwarder.run(
             stream,
-            stage=STAGE,
             agent=AGENT,
+            stage=STAGE,
             reads="DeviceMetadata",
             handle=handle,
             tombstones=True,

@@ -25,14 +25,14 @@ import pytest
 from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from plumbing.topics import DERIVED, DLQ, ENRICHED, METADATA, NORMALIZED, RAW, VALIDATED
-from processors.agents.dew_point import dew_point_c
-from processors.pipeline import HEADER_PROCESSOR
+from plumbing.topics import DLQ, ENRICHED, METADATA, RAW
+from processors.forwarder import HEADER_PROCESSOR
+from processors.steps.dew_point import dew_point_c
 from schemas.codec import default_codec
 from tests.support.components import Component, free_port
 
 CODEC = default_codec()
-INPUTS = [RAW, VALIDATED, NORMALIZED, ENRICHED, METADATA]
+INPUTS = [RAW, METADATA]
 PARTITIONS = 6
 
 
@@ -225,11 +225,11 @@ def uid(name: str) -> str:
     return f"it-{name}-{uuid.uuid4().hex[:8]}"
 
 
-def test_readings_flow_through_every_agent_with_rejects_dead_lettered(
+def test_readings_flow_through_every_step_in_one_hop_with_rejects_dead_lettered(
     kafka: Kafka, worker: Worker
 ) -> None:
     a, b, c, d, e, f, g, h, junk_meta = (uid(n) for n in "abcdefghm")
-    reader = kafka.reader([ENRICHED, DERIVED, DLQ])
+    reader = kafka.reader([ENRICHED, DLQ])
 
     kafka.produce(METADATA, junk_meta, b"\xc3\x01 not avro at all")
     set_metadata(kafka, worker, a, metadata(a, {"site": "berlin", "room": 'lab 1,="x"',
@@ -295,7 +295,7 @@ def test_readings_flow_through_every_agent_with_rejects_dead_lettered(
     def complete(ms: list[Message]) -> bool:
         keys = {(m.topic(), m.key()) for m in ms}
         return (
-            {(ENRICHED, x.encode()) for x in (a, b, f, h)} | {(DERIVED, a.encode())} <= keys
+            {(ENRICHED, x.encode()) for x in (a, b, f, h)} <= keys
             and letters_in(ms) >= expected_letters
         )
 
@@ -315,9 +315,15 @@ def test_readings_flow_through_every_agent_with_rejects_dead_lettered(
         assert math.isclose(fields["current"], 1.5, rel_tol=1e-9)
         assert math.isclose(fields["speed"], 4.4704, rel_tol=1e-9)
         assert fields["rpm"] == 1500.0
-        assert set(fields) == {"temperature", "humidity", "pressure", "current", "speed", "rpm"}
+        assert set(fields) == {"temperature", "humidity", "pressure", "current", "speed", "rpm",
+                               "dew_point"}
         assert ra["units"] == {"temperature": "degC", "humidity": "percent", "pressure": "kPa",
-                               "current": "A", "speed": "m/s", "rpm": "rpm"}
+                               "current": "A", "speed": "m/s", "rpm": "rpm",
+                               "dew_point": "degC"}
+        # the derived metric is a field of the same reading: one record, one point
+        expected = dew_point_c(fields["temperature"], fields["humidity"])
+        assert expected is not None
+        assert math.isclose(fields["dew_point"], expected, rel_tol=1e-12)
         # allow-listed tags only, and never a device_id from the metadata
         assert ra["tags"] == {"site": "berlin", "room": 'lab 1,="x"'}
         assert ra["device_id"] == a and ra["seq"] == 1
@@ -332,16 +338,6 @@ def test_readings_flow_through_every_agent_with_rejects_dead_lettered(
         # 789 ns past the microsecond: truncated
         assert rh["ts_us"] == calendar.timegm(when.utctimetuple()) * 1_000_000 + when.microsecond
         assert rh["fields"] == {hostile: 1e300}
-
-    derived = decoded(got, DERIVED)
-    assert set(derived) == {a}
-    ra = enriched[a][0]
-    expected = dew_point_c(ra["fields"]["temperature"], ra["fields"]["humidity"])
-    assert expected is not None
-    for dp in derived[a]:
-        assert dp["fields"].keys() == {"dew_point"}
-        assert math.isclose(dp["fields"]["dew_point"], expected, rel_tol=1e-12)
-        assert (dp["ts_us"], dp["tags"], dp["device_id"]) == (ra["ts_us"], ra["tags"], a)
 
     for m in got:
         if m.key() == a.encode():
@@ -359,14 +355,16 @@ def test_readings_flow_through_every_agent_with_rejects_dead_lettered(
         if letter["device_id"] == junk_meta:
             assert letter["source_topic"] == METADATA
         if letter["reason"] == "wrong_dimension":
-            assert letter["source_topic"] == VALIDATED
-            assert CODEC.decode(letter["original"])["units"]["energy"] == "kPa"
+            # one hop: every reading's dead letter carries the raw record as ingest wrote it
+            assert letter["source_topic"] == RAW
+            original = CODEC.decode(letter["original"])
+            assert {"name": "energy", "value": 3.0, "unit": "kPa"} in original["metrics"]
 
     metrics = worker.component.metrics()
     assert 'telemetry_rejected_total{reason="wrong_dimension",stage="normalize"}' in metrics
-    assert 'telemetry_processor_records_in_total{agent="validate"}' in metrics
-    assert 'telemetry_processor_records_out_total{agent="enrich"}' in metrics
-    assert 'telemetry_processor_latency_seconds_count{agent="dew_point"}' in metrics
+    assert 'telemetry_processor_records_in_total{agent="readings"}' in metrics
+    assert 'telemetry_processor_records_out_total{agent="readings"}' in metrics
+    assert 'telemetry_processor_latency_seconds_count{agent="readings"}' in metrics
 
 
 def tags_of_next_reading(kafka: Kafka, worker: Worker, device: str, marker: float
@@ -397,12 +395,12 @@ def test_sigterm_commits_and_a_restart_recovers_the_tags(
     device = uid("restart")
     set_metadata(kafka, first, device, metadata(device, {"site": "kept"}))
 
-    validated = kafka.reader([VALIDATED])
+    validated = kafka.reader([ENRICHED])
     partition, offset = kafka.produce(
         RAW, device, raw(device, [("temperature", ("double", 2.0), None)]))
-    # our validate agent forwarded it: Kafka confirmed, so the raw record is acked
+    # our readings agent forwarded it: Kafka confirmed, so the raw record is acked
     validated.until({device.encode()}, lambda ms: len(ms) >= 1,
-                    keep=lambda m: first.produced(m, "validate"))
+                    keep=lambda m: first.produced(m, "readings"))
     assert validated.got, first.component.tail()
 
     assert first.component.stop(signal.SIGTERM, timeout=60) == 0, first.component.tail()
@@ -416,12 +414,12 @@ def test_sigterm_commits_and_a_restart_recovers_the_tags(
     second = Worker(stack_env, tmp_path, app_id=first.app_id).start()
     try:
         assert tags_of_next_reading(kafka, second, device, 3.0) == {"site": "kept"}
-        # One device, one raw partition, one validated partition: a repeat of 2.0 would
+        # One device, one raw partition, one enriched partition: a repeat of 2.0 would
         # have come before 3.0.
         validated.until({device.encode()},
                         lambda ms: any(CODEC.decode(m.value() or b"")["fields"] ==
                                        {"temperature": 3.0} for m in ms),
-                        keep=lambda m: first.produced(m, "validate"))
+                        keep=lambda m: first.produced(m, "readings"))
         temperatures = [CODEC.decode(m.value() or b"")["fields"]["temperature"]
                         for m in validated.got]
         assert temperatures == [2.0, 3.0]
@@ -439,7 +437,7 @@ def tags_and_partition(
 
     def mine(m: Message) -> bool:
         value = CODEC.decode(m.value() or b"")
-        return worker.produced(m, "enrich") and value["fields"].get("temperature") == marker
+        return worker.produced(m, "readings") and value["fields"].get("temperature") == marker
 
     got = reader.until({device.encode()}, lambda ms: len(ms) >= 1, keep=mine)
     reader.close()

@@ -8,7 +8,8 @@ import faust
 import pytest
 from pydantic import SecretStr
 
-from processors.app import broker_credentials, create_app
+from processors.app import broker_credentials, create_app, run_worker
+from processors.plugins import PluginError
 from processors.settings import ProcessorSettings
 
 
@@ -25,20 +26,17 @@ def never(agent: str, exc: BaseException) -> None:
     raise AssertionError("no delivery in unit tests")
 
 
-def test_every_agent_reads_its_topic(tmp_path: Path) -> None:
-    pipeline = create_app(ProcessorSettings(process_data_dir=str(tmp_path),
-                                            process_app_id="unit-app"), never)
-    app = pipeline.app
+def test_one_hop_and_the_tags_table(tmp_path: Path) -> None:
+    context = create_app(ProcessorSettings(process_data_dir=str(tmp_path),
+                                           process_app_id="unit-app"), never)
+    app = context.app
     sources = {
         agent.name.rsplit(".", 1)[-1]: sorted(agent.get_topic_names())
         for agent in app.agents.values()
     }
     assert sources == {
-        "validate": ["telemetry.raw"],
-        "normalize": ["telemetry.validated"],
+        "readings": ["telemetry.raw"],
         "device_metadata": ["devices.metadata"],
-        "enrich": ["telemetry.normalized"],
-        "dew_point": ["telemetry.enriched"],
     }
     assert all(agent.concurrency == 1 for agent in app.agents.values())  # in-order acks
     table = app.tables["device_tags"]
@@ -72,3 +70,33 @@ def test_sasl(protocol: str, tls: bool) -> None:
     assert (creds.username, creds.password) == ("proc", "s3cret")
     assert creds.mechanism.value == "SCRAM-SHA-512"
     assert (creds.ssl_context is not None) == tls
+
+
+@pytest.mark.parametrize(
+    ("steps", "agents", "says"),
+    [
+        ("validate,normalize,no_such_step", "", "'no_such_step'"),
+        ("validate,normalize", "no_such_agent", "'no_such_agent'"),
+        ("normalize,enrich", "", "has no 'validate'"),
+        ("validate,enrich,enrich", "", "more than once"),
+    ],
+)
+def test_a_name_that_cannot_be_used_stops_before_kafka(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, steps: str, agents: str, says: str
+) -> None:
+    monkeypatch.setenv("TELEMETRY_PROCESS_STEPS", steps)
+    monkeypatch.setenv("TELEMETRY_PROCESS_AGENTS", agents)
+    settings = ProcessorSettings(process_data_dir=str(tmp_path))
+    with pytest.raises(PluginError, match=says) as info:
+        create_app(settings, never)
+    if "no_such" in says:
+        assert "Known:" in str(info.value)
+        assert ("validate" if "step" in says else "alerts") in str(info.value)
+
+
+def test_the_worker_exits_2_on_an_unknown_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = ProcessorSettings(process_data_dir=str(tmp_path), process_steps=["validate", "x"],
+                                 process_health_port=0, log_format="json")
+    assert run_worker(settings) == 2

@@ -52,7 +52,7 @@ def test_yaml_file_and_env_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("TELEMETRY_PROCESS_MAX_AGE_SECONDS", "-1"), ("TELEMETRY_PROCESS_MAX_IN_FLIGHT", "0"),
+    [("TELEMETRY_PROCESS_MAX_AGE_SECONDS", "-1"), ("TELEMETRY_PROCESS_BATCH_SIZE", "0"),
      ("TELEMETRY_PROCESS_COMPRESSION", "brotli"), ("TELEMETRY_PROCESS_TAG_ALLOW_LIST", "site,,")],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -62,3 +62,13 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, valu
         monkeypatch.setenv(name, '["site", ""]')
     with pytest.raises(ValidationError):
         ProcessorSettings()
+
+
+def test_the_chain_and_agents_come_from_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ProcessorSettings().process_steps == ["validate", "normalize", "enrich", "dew_point"]
+    assert ProcessorSettings().process_agents == []
+    monkeypatch.setenv("TELEMETRY_PROCESS_STEPS", "validate, normalize,my_step")
+    monkeypatch.setenv("TELEMETRY_PROCESS_AGENTS", '["alerts"]')
+    s = ProcessorSettings()
+    assert (s.process_steps, s.process_agents) == (["validate", "normalize", "my_step"],
+                                                   ["alerts"])

@@ -1,9 +1,15 @@
-"""What every agent shares: decode, run the step, dead-letter rejects, forward, ack in order.
+"""What every agent shares: take records in batches, decode, handle, produce, ack in order.
 
-An agent is a thin `async for` over its input topic handed to `Pipeline.run` (a step from one
-decoded record to a `StepResult`) or `Pipeline.run_handler` (anything that yields outputs,
-such as table writes). Rejects and records that do not decode become dead letters; the input
-is acked only after Kafka confirmed every output (see processors/delivery.py).
+An agent hands its stream to `Forwarder.run` with a handler from one decoded record to its
+outputs (records to produce, or deliveries already under way, such as table writes).
+Records that do not decode become dead letters. A batch is produced without awaiting each
+record, and its inputs are acked only once Kafka confirmed every output of the batch and of
+every batch before it (processors/delivery.py), so batches overlap with Kafka's round trip.
+
+Why the extra reference on each message: Faust's `take_events` acks every event of a batch
+in a `finally` when the agent asks for the next batch (or is cancelled), whether or not its
+output reached Kafka. Holding one more reference per message makes that ack a no-op; ours,
+after Kafka confirmed, is the one that lets Faust commit the offset.
 """
 
 from __future__ import annotations
@@ -24,16 +30,15 @@ from plumbing.topics import DLQ
 from processors.delivery import InOrderAcks
 from processors.metrics import DELIVERY_FAILURES, READINGS_IN
 from processors.settings import ProcessorSettings
-from processors.steps import Reject, StepResult
+from processors.steps import Reject
 from schemas.codec import AvroCodec, CodecError, default_codec
 
 log = logging.getLogger(__name__)
 
-#: Header naming the app id and agent that produced a record (`<app id>/<agent>`), replaced
-#: at every hop: when several processor deployments share the topics, it tells whose
-#: output a record is. The contract's trace_id and ingest_time_ms headers pass through.
+#: Header naming the app id and agent that produced a record (`<app id>/<agent>`): when
+#: several processor deployments share the topics, it tells whose output a record is. The
+#: contract's trace_id and ingest_time_ms headers pass through.
 HEADER_PROCESSOR = "processor"
-
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,26 @@ class Send:
 #: An agent's output: a record to produce, or a delivery already under way (a table write).
 Output = Send | asyncio.Future[Any]
 Handler = Callable[[Incoming], Sequence[Output]]
-Step = Callable[[dict[str, Any]], StepResult]
 
 
-class Pipeline:
-    """The app, its settings and the shared agent loop."""
+class TakenBatch:
+    """The events of one batch, acked together once everything they produced is in Kafka."""
+
+    __slots__ = ("events",)
+
+    def __init__(self, events: Sequence[Any]) -> None:
+        self.events = events
+        for event in events:
+            event.message.incref()  # see the module docstring
+
+    def ack(self) -> bool:
+        for event in self.events:
+            event.ack()
+        return True
+
+
+class Forwarder:
+    """The app, its settings, the codec and the shared agent loop."""
 
     def __init__(
         self,
@@ -94,79 +114,60 @@ class Pipeline:
 
     def acks(self, agent: str) -> InOrderAcks:
         """One per agent for the life of the process, so a restarted agent never acks past
-        a record its predecessor left unconfirmed."""
+        a batch its predecessor left unconfirmed."""
         if agent not in self._acks:
             self._acks[agent] = InOrderAcks(
                 agent,
-                self.settings.process_max_in_flight,
+                self.settings.process_max_batches_in_flight,
                 lambda exc: self._delivery_failed(agent, exc),
             )
         return self._acks[agent]
 
     async def run(
-        self, stream: faust.StreamT[Any], *, stage: str, reads: str, writes: str, step: Step
-    ) -> None:
-        """Decodes each `reads` record, applies `step`, produces its records to `writes`."""
-        await self.run_handler(
-            stream, stage=stage, reads=reads, handle=self.step_handler(stage, writes, step)
-        )
-
-    def step_handler(self, stage: str, writes: str, step: Step) -> Handler:
-        """A handler producing the step's EnrichedReading records and its dead letters."""
-
-        def handle(incoming: Incoming) -> list[Output]:
-            assert incoming.record is not None
-            result = step(incoming.record)
-            outputs: list[Output] = [
-                Send(
-                    writes,
-                    record["device_id"].encode(),  # the contract's key, whatever came in
-                    self.codec.encode("EnrichedReading", record),
-                )
-                for record in result.records
-            ]
-            outputs.extend(self.dead_letter(incoming, stage, r) for r in result.rejects)
-            return outputs
-
-        return handle
-
-    async def run_handler(
         self,
         stream: faust.StreamT[Any],
         *,
+        agent: str,
         stage: str,
         reads: str,
         handle: Handler,
         tombstones: bool = False,
-        agent: str | None = None,
     ) -> None:
-        """The agent loop. `handle` gets decoded records (and tombstones if asked for).
+        """The agent loop. `handle` gets decoded `reads` records (and tombstones if asked).
 
-        `stage` names the step in dead letters; `agent` (default: the stage) in metrics.
+        `stage` names the agent's step in the dead letters of records that do not decode.
         """
-        agent = agent or stage
         acks = self.acks(agent)
         records_in = READINGS_IN.labels(agent=agent)
-        async for event in cast("faust.Stream[Any]", stream).noack().events():
-            records_in.inc()
+        settings = self.settings
+        batches = cast("faust.Stream[Any]", stream).take_events(
+            settings.process_batch_size, settings.process_batch_wait_s
+        )
+        async for events in batches:
+            taken = TakenBatch(events)
+            records_in.inc(len(events))
             try:
-                message = event.message
-                headers = self.output_headers(message, agent)
                 deliveries: list[asyncio.Future[Any]] = []
                 forwarded = 0
-                for output in self.outputs_for(message, stage, reads, handle, tombstones):
-                    if isinstance(output, Send):
-                        deliveries.append(await self._produce(output, message, stage, headers))
-                        forwarded += output.forwarded
-                    else:
-                        deliveries.append(output)
-                        forwarded += 1
+                for event in events:
+                    message = event.message
+                    headers: list[tuple[str, bytes]] | None = None
+                    for output in self.outputs_for(message, stage, reads, handle, tombstones):
+                        if isinstance(output, Send):
+                            if headers is None:
+                                headers = self.output_headers(message, agent)
+                            deliveries.append(await self._produce(output, message, stage,
+                                                                  headers))
+                            forwarded += output.forwarded
+                        else:
+                            deliveries.append(output)
+                            forwarded += 1
             except Exception as exc:
-                # Kafka refused (or a bug outside the step): this record cannot be acked, and
-                # acking any later one would let Faust commit past it. Stop here.
+                # Kafka refused (or a bug outside the handler): this batch cannot be acked,
+                # and acking any later one would let Faust commit past it. Stop here.
                 self._delivery_failed(agent, exc)
                 raise
-            acks.track(event, deliveries, forwarded)
+            acks.track(taken, deliveries, forwarded)
             await acks.wait_for_room()
 
     def outputs_for(
@@ -191,7 +192,7 @@ class Pipeline:
             return handle(incoming)
         except Exception as exc:  # a bug must not stop the pipeline nor lose the record
             log.exception(
-                "step failed on a record; it goes to the dead-letter topic",
+                "handler failed on a record; it goes to the dead-letter topic",
                 extra={"agent": stage, "topic": message.topic, "offset": message.offset},
             )
             return [self.dead_letter(incoming, stage, Reject(
@@ -244,6 +245,6 @@ class Pipeline:
             fut = await producer.send(letter.topic, letter.key, letter.value, None, None, headers)
         return cast("asyncio.Future[Any]", fut)
 
-    def _delivery_failed(self, stage: str, exc: BaseException) -> None:
-        DELIVERY_FAILURES.labels(agent=stage).inc()
-        self._on_delivery_failure(stage, exc)
+    def _delivery_failed(self, agent: str, exc: BaseException) -> None:
+        DELIVERY_FAILURES.labels(agent=agent).inc()
+        self._on_delivery_failure(agent, exc)

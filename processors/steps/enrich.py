@@ -1,4 +1,4 @@
-"""enrich: telemetry.normalized -> telemetry.enriched, adding the device's allow-listed tags.
+"""enrich: adds the device's allow-listed tags to the reading.
 
 Tags come from the device tags table (processors/device_tags.py, fed by the device_metadata
 agent). A device without metadata goes on without tags.
@@ -7,18 +7,10 @@ agent). A device without metadata goes on without tags.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from plumbing.topics import ENRICHED, NORMALIZED
-from processors.steps import StepResult
+from processors.steps import Step, StepContext, StepResult
 
-if TYPE_CHECKING:
-    import faust
-
-    from processors.device_tags import DeviceTags
-    from processors.pipeline import Pipeline
-
-STAGE = "enrich"
 ALL_TAGS = "*"
 
 
@@ -42,15 +34,12 @@ def enrich_reading(reading: dict[str, Any], tags: Mapping[str, str]) -> StepResu
     return StepResult(records=[{**reading, "tags": dict(tags)}])
 
 
-def register(pipeline: Pipeline, device_tags: DeviceTags) -> None:
-    allow = frozenset(pipeline.settings.process_tag_allow_list)
+def make_step(context: StepContext) -> Step:
+    """The `enrich` step over the worker's device tags table and tag allow-list."""
+    allow = frozenset(context.settings.process_tag_allow_list)
+    device_tags = context.device_tags
 
-    def step(reading: dict[str, Any]) -> StepResult:
-        tags = device_tags.get(reading["device_id"].encode())
-        return enrich_reading(reading, allowed_tags(tags, allow))
+    def enrich(reading: dict[str, Any]) -> StepResult:
+        return enrich_reading(reading, allowed_tags(device_tags(reading["device_id"]), allow))
 
-    @pipeline.app.agent(pipeline.source(NORMALIZED), name=STAGE)
-    async def enrich(stream: faust.StreamT[bytes]) -> None:
-        await pipeline.run(
-            stream, stage=STAGE, reads="EnrichedReading", writes=ENRICHED, step=step
-        )
+    return enrich

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from processors.agents.dew_point import derive_dew_point, dew_point_c
+from processors.steps.dew_point import derive_dew_point, dew_point_c
 
 
 @pytest.mark.parametrize(
@@ -60,23 +60,25 @@ def enriched(fields: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def test_derived_reading_has_only_dew_point_and_the_same_series_and_time() -> None:
-    result = derive_dew_point(enriched({"temperature": 20.0, "humidity": 50.0, "co2": 1.0}))
+def test_dew_point_is_a_field_of_the_same_reading() -> None:
+    reading = enriched({"temperature": 20.0, "humidity": 50.0, "co2": 1.0})
+    result = derive_dew_point(reading)
     [record] = result.records
-    assert record["fields"].keys() == {"dew_point"}
+    assert record["fields"].keys() == {"temperature", "humidity", "co2", "dew_point"}
     assert abs(record["fields"]["dew_point"] - 9.3) <= 0.1
-    assert record["units"] == {"dew_point": "degC"}
-    assert (record["device_id"], record["ts_us"], record["tags"]) == (
-        "dev-1",
-        1_763_701_200_123_456,
-        {"site": "berlin"},
-    )
-    assert record["seq"] is None  # the measurement point already carries seq
+    assert record["units"] == {"temperature": "x", "humidity": "x", "co2": "x",
+                               "dew_point": "degC"}
+    assert (record["device_id"], record["ts_us"], record["tags"], record["seq"]) == (
+        "dev-1", 1_763_701_200_123_456, {"site": "berlin"}, 9)
+    assert "dew_point" not in reading["fields"]  # the input is not changed in place
 
 
 @pytest.mark.parametrize(
-    "fields", [{"temperature": 20.0}, {"humidity": 50.0}, {}, {"temperature": 5.0, "humidity": 0.0}]
+    "fields",
+    [{"temperature": 20.0}, {"humidity": 50.0}, {}, {"temperature": 5.0, "humidity": 0.0},
+     {"temperature": 5.0, "humidity": 5e-324}],
 )
-def test_no_dew_point_without_both_inputs(fields: dict[str, float]) -> None:
-    result = derive_dew_point(enriched(fields))
-    assert result.records == [] and result.rejects == []
+def test_without_both_inputs_the_reading_goes_on_unchanged(fields: dict[str, float]) -> None:
+    reading = enriched(fields)
+    result = derive_dew_point(reading)
+    assert result.records == [reading] and result.rejects == []

@@ -6,8 +6,8 @@ from typing import Any
 
 from plumbing.reasons import Reason
 from processors.agents.device_metadata import metadata_problem
-from processors.agents.enrich import allowed_tags, enrich_reading
 from processors.settings import DEFAULT_TAG_ALLOW_LIST
+from processors.steps.enrich import allowed_tags, enrich_reading
 
 TAGS = {
     "site": "berlin",

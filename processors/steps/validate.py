@@ -1,4 +1,4 @@
-"""validate: telemetry.raw (RawReading) -> telemetry.validated (EnrichedReading, units as sent).
+"""validate: a RawReading as ingest wrote it -> an EnrichedReading, units as sent.
 
 Rejects a whole reading for its time or for having no metrics, and single metrics whose value
 is not a finite number or whose name no database could store as a field; a bad `seq` is
@@ -8,19 +8,11 @@ dropped from the reading and dead-lettered alone.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plumbing.reasons import Reason
-from plumbing.topics import RAW, VALIDATED
-from processors.steps import Reject, StepResult, worth_forwarding
+from processors.steps import Reject, Step, StepContext, StepResult, worth_forwarding
 from processors.timestamps import TimeLimits, TimestampError, reading_time_us, short_repr
-
-if TYPE_CHECKING:
-    import faust
-
-    from processors.pipeline import Pipeline
-
-STAGE = "validate"
 
 
 def metric_value(value: object) -> float | str:
@@ -128,15 +120,14 @@ def validate_reading(raw: dict[str, Any], limits: TimeLimits) -> StepResult:
     return result
 
 
-def register(pipeline: Pipeline) -> None:
-    settings = pipeline.settings
+def make_step(context: StepContext) -> Step:
+    """The `validate` step with the worker's time limits."""
+    settings = context.settings
     limits = TimeLimits.from_seconds(
         settings.process_max_future_seconds, settings.process_max_age_seconds
     )
 
-    def step(raw: dict[str, Any]) -> StepResult:
+    def validate(raw: dict[str, Any]) -> StepResult:
         return validate_reading(raw, limits)
 
-    @pipeline.app.agent(pipeline.source(RAW), name=STAGE)
-    async def validate(stream: faust.StreamT[bytes]) -> None:
-        await pipeline.run(stream, stage=STAGE, reads="RawReading", writes=VALIDATED, step=step)
+    return validate

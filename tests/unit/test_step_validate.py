@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from plumbing.reasons import Reason
-from processors.agents.validate import metric_value, validate_reading
+from processors.steps.validate import metric_value, validate_reading
 from processors.timestamps import TimeLimits
 from schemas.codec import default_codec
 
