@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 #: Modules that contribute subcommands; each has `register(subparsers) -> None`.
 COMMAND_MODULES = (
+    "plumbing.settings_docs",
     "stack.cli",
     "ingest.cli",
     "processors.cli",

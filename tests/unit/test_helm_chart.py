@@ -32,10 +32,8 @@ HEALTH_PORT_ENV = {
 }
 CONTRACT_TOPICS = {
     "telemetry.raw",
-    "telemetry.validated",
-    "telemetry.normalized",
     "telemetry.enriched",
-    "telemetry.derived",
+    "telemetry.alerts",
     "telemetry.dlq",
     "devices.metadata",
 }
