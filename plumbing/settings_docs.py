@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = ("README.md", "*/README.md", "sinks/*.md")
 
 _BLOCK = re.compile(
-    r"(<!-- settings-table: (?P<target>[\w.]+:\w+) -->\n)(?P<body>.*?)(<!-- end settings-table -->)",
+    r"(<!-- settings-table: (?P<target>[\w.]+:\w+) -->\n)(?P<body>.*?)"
+    r"(<!-- end settings-table -->)",
     re.DOTALL,
 )
 
