@@ -8,6 +8,8 @@ dropped from the reading and dead-lettered alone.
 from __future__ import annotations
 
 import math
+import re
+from functools import lru_cache
 from typing import Any
 
 from plumbing.reasons import Reason
@@ -42,15 +44,26 @@ MAX_METRIC_NAME_BYTES = 1024
 #: Field names the storage layout already uses (`seq`) or the databases reserve (`time`;
 #: InfluxDB's `_field`, `_value`, `_time`... all begin with an underscore).
 RESERVED_METRIC_NAMES = frozenset({"seq", "time"})
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def metric_name_problem(name: str) -> str | None:
-    """Why a metric name cannot become a field name, or None when it can."""
+    """Why a metric name cannot become a field name, or None when it can.
+
+    Cached: a fleet uses a few metric names over and over. The cache is bounded in entries
+    and only holds names short enough to be valid, so hostile names cannot grow it.
+    """
+    if len(name) > MAX_METRIC_NAME_BYTES:  # characters, so surely more bytes
+        return _name_problem(name)
+    return _cached_name_problem(name)
+
+
+def _name_problem(name: str) -> str | None:
     if not name.strip():
         return "the metric name is empty or blank"
     if len(name.encode("utf-8", "surrogatepass")) > MAX_METRIC_NAME_BYTES:
         return f"the metric name {short_repr(name)} is longer than {MAX_METRIC_NAME_BYTES} bytes"
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+    if _CONTROL_CHARACTERS.search(name):
         return f"the metric name {short_repr(name)} contains control characters (or a newline)"
     if name in RESERVED_METRIC_NAMES or name.startswith("_"):
         return (
@@ -58,6 +71,9 @@ def metric_name_problem(name: str) -> str | None:
             "with '_' are used by the storage layout); rename the metric on the device"
         )
     return None
+
+
+_cached_name_problem = lru_cache(maxsize=1024)(_name_problem)
 
 
 def validate_reading(raw: dict[str, Any], limits: TimeLimits) -> StepResult:
