@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sink = sub.add_parser(
         "sink",
         help="store EnrichedReadings from Kafka in a database (batched, at-least-once)",
-        description="Consume telemetry.enriched and telemetry.derived, write batches, commit "
+        description="Consume telemetry.enriched (TELEMETRY_SINK_TOPICS), write batches, commit "
         "offsets after the database accepted them. Options: TELEMETRY_* environment "
         "variables or TELEMETRY_CONFIG_FILE (see sinks/README.md).",
     )

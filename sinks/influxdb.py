@@ -1,6 +1,7 @@
 """`telemetry sink influxdb`: EnrichedReadings from Kafka into InfluxDB 2.x, bucket `telemetry`.
 
-Writes go through influxdb-client's synchronous WriteApi with precision=us. InfluxDB answers
+Writes go through influxdb-client's synchronous WriteApi with precision=us, on the base's
+writer thread (the next batch is polled and encoded meanwhile). InfluxDB answers
 400 when a line does not parse (2.9.1 then writes nothing of the request) and 422 for a
 partial write (field type conflict, invalid field name: the other points are written); both
 are refusals, and the batching base finds the refused points by writing halves.
@@ -19,7 +20,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from plumbing.logs import setup_logging
-from sinks.batching import BatchingSink
+from sinks.batching import BatchingSink, Destination
 from sinks.line_protocol import Dialect, request_bodies
 from sinks.settings import InfluxDBSinkSettings
 from sinks.write_errors import RefusedWriteError, RetryableWriteError, retry_after_seconds
@@ -56,10 +57,9 @@ def _message(body: bytes | str | None) -> str:
     if isinstance(parsed, dict) and "message" in parsed:
         return str(parsed["message"])[:2000]
     return text.strip()[:2000]
-    return None
 
 
-class InfluxDBDestination:
+class InfluxDBDestination(Destination):
     name = "influxdb"
     dialect = Dialect.INFLUXDB
 
@@ -84,8 +84,8 @@ class InfluxDBDestination:
             raise RetryableWriteError(f"InfluxDB at {self.settings.influxdb_url} does not answer")
         log.info("InfluxDB at %s answers", self.settings.influxdb_url)
 
-    def write(self, lines: Sequence[str]) -> None:
-        for body in request_bodies(lines):
+    def write(self, batch: Sequence[str]) -> None:
+        for body in request_bodies(batch):
             try:
                 self.write_api.write(
                     bucket=self.settings.influxdb_bucket,

@@ -135,31 +135,60 @@ def format_field_value(value: Any) -> str:
 class ReadingEncoder:
     """EnrichedReading -> one line: measurement, device_id and tags, metrics and seq, ts_us.
 
-    Tag sets and field keys repeat from reading to reading, so their escaped forms are cached.
+    Devices send the same tags and metric names reading after reading, so the escaped series
+    (measurement and tag set) is cached per device id and tags as they come, and the sorted,
+    escaped field keys per set of metric names: a reading costs its values' `repr` and a join.
     """
 
     def __init__(self, measurement: str = "telemetry", dialect: Dialect = Dialect.INFLUXDB):
         self.dialect = dialect
         self.measurement = escape_measurement(measurement, dialect)
         self._series: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-        self._field_keys: dict[str, str] = {}
+        #: metric names as they come -> [(name, "escaped name=")] in sorted name order.
+        self._field_keys: dict[tuple[str, ...], list[tuple[str, str]]] = {}
 
     def encode(self, reading: Mapping[str, Any]) -> str:
-        series = self._series_key(reading["device_id"], reading.get("tags") or {})
-        fields = self._fields(reading.get("fields") or {}, reading.get("seq"))
+        device_id = reading["device_id"]
+        tags = reading.get("tags")
+        series_key = (device_id, tuple(tags.items()) if tags else ())
+        series = self._series.get(series_key)
+        if series is None:
+            series = self._new_series(series_key, device_id, tags or {})
+        metrics = reading.get("fields") or {}
+        names = tuple(metrics)
+        keys = self._field_keys.get(names)
+        if keys is None:
+            keys = self._new_field_keys(names)
+        parts = []
+        for name, key in keys:
+            value = metrics[name]
+            if type(value) is not float or value - value != 0.0:  # not a finite float
+                value = _metric_value(name, value)
+            parts.append(key + repr(value))
+        seq = reading.get("seq")
+        if seq is not None:
+            if "seq" in metrics:
+                raise UnrepresentableError(
+                    "a metric named 'seq' collides with the reading's seq field", metric="seq"
+                )
+            parts.append(f"seq={int(seq)}i")
+        if not parts:
+            raise UnrepresentableError("the reading has no metrics and no seq: nothing to store")
         ts_us = reading["ts_us"]
-        if not isinstance(ts_us, int) or not _MIN_TIME_NS <= ts_us * 1000 <= _MAX_TIME_NS:
+        if type(ts_us) is not int or not _MIN_TIME_NS <= ts_us * 1000 <= _MAX_TIME_NS:
             raise UnrepresentableError(f"ts_us {ts_us!r} is outside the range a database stores")
-        return f"{series} {fields} {ts_us}"
+        return f"{series} {','.join(parts)} {ts_us}"
 
-    def _series_key(self, device_id: str, tags: Mapping[str, str]) -> str:
-        items = tuple(sorted((k, v) for k, v in tags.items() if v != ""))
-        cache_key = (device_id, items)
-        cached = self._series.get(cache_key)
-        if cached is not None:
-            return cached
+    def _new_series(
+        self,
+        cache_key: tuple[str, tuple[tuple[str, str], ...]],
+        device_id: str,
+        tags: Mapping[str, str],
+    ) -> str:
         tag_set: dict[str, str] = {}
-        for key, value in items:
+        for key, value in tags.items():
+            if value == "":
+                continue
             if key == "device_id":
                 if value != device_id:
                     raise UnrepresentableError(
@@ -181,38 +210,26 @@ class ReadingEncoder:
         self._series[cache_key] = series
         return series
 
-    def _fields(self, metrics: Mapping[str, float], seq: int | None) -> str:
-        if seq is not None and "seq" in metrics:
-            raise UnrepresentableError(
-                "a metric named 'seq' collides with the reading's seq field", metric="seq"
-            )
-        out = []
-        for name in sorted(metrics):
-            value = metrics[name]
-            if isinstance(value, bool) or not isinstance(value, float | int):
-                raise UnrepresentableError(
-                    f"metric {name!r} is {type(value).__name__}, not a number", metric=name
-                )
-            value = float(value)
-            if not math.isfinite(value):
-                raise UnrepresentableError(
-                    f"metric {name!r} is {value!r}, not a finite number", metric=name
-                )
-            out.append(f"{self._field_key(name)}={value!r}")
-        if seq is not None:
-            out.append(f"seq={int(seq)}i")
-        if not out:
-            raise UnrepresentableError("the reading has no metrics and no seq: nothing to store")
-        return ",".join(out)
+    def _new_field_keys(self, names: tuple[str, ...]) -> list[tuple[str, str]]:
+        keys = [(name, escape_field_key(name, self.dialect) + "=") for name in sorted(names)]
+        if len(self._field_keys) >= _CACHE_LIMIT:
+            self._field_keys.clear()
+        self._field_keys[names] = keys
+        return keys
 
-    def _field_key(self, name: str) -> str:
-        cached = self._field_keys.get(name)
-        if cached is None:
-            cached = escape_field_key(name, self.dialect)
-            if len(self._field_keys) >= _CACHE_LIMIT:
-                self._field_keys.clear()
-            self._field_keys[name] = cached
-        return cached
+
+def _metric_value(name: str, value: Any) -> float:
+    """A metric value that is not a finite float: an int becomes one, the rest is refused."""
+    if isinstance(value, bool) or not isinstance(value, float | int):
+        raise UnrepresentableError(
+            f"metric {name!r} is {type(value).__name__}, not a number", metric=name
+        )
+    value = float(value)
+    if not math.isfinite(value):
+        raise UnrepresentableError(
+            f"metric {name!r} is {value!r}, not a finite number", metric=name
+        )
+    return value
 
 
 def encode_point(
@@ -269,6 +286,10 @@ def leaves_quote_open(line: str) -> bool:
 
 def request_bodies(lines: Iterable[str]) -> list[bytes]:
     """Lines joined into request bodies; a line that `leaves_quote_open` ends its body."""
+    lines = list(lines)
+    whole = "\n".join(lines)
+    if '"' not in whole or "\\" not in whole:  # no line can leave a quote open: one body
+        return [whole.encode()] if lines else []
     bodies: list[bytes] = []
     current: list[str] = []
     for line in lines:

@@ -2,7 +2,71 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import math
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+
+class BatchHistogram:
+    """A histogram with one label, observed a batch of values at a time.
+
+    prometheus_client's `Histogram.observe` takes locks and walks the buckets for each value
+    (~0.5-2 us); a batch of 5000 points would pay that 5000 times. This counts a batch's
+    values into buckets first and merges them once. Exposed like any histogram
+    (`_bucket{le=...}`, `_count`, `_sum`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        label: str,
+        buckets: Sequence[float],
+        registry: CollectorRegistry | None = REGISTRY,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self._bounds = [*sorted(buckets), math.inf]
+        self._lock = threading.Lock()
+        self._series: dict[str, tuple[list[int], list[float]]] = {}
+        if registry is not None:
+            registry.register(self)
+
+    def observe_many(self, label_value: str, values: Iterable[float]) -> None:
+        bounds = self._bounds
+        counts = [0] * len(bounds)
+        total = 0.0
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1
+            total += value
+        with self._lock:
+            kept, kept_sum = self._series.setdefault(label_value, ([0] * len(bounds), [0.0]))
+            for i, count in enumerate(counts):
+                kept[i] += count
+            kept_sum[0] += total
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        with self._lock:
+            series = {k: (list(c), s[0]) for k, (c, s) in self._series.items()}
+        for label_value, (counts, total) in sorted(series.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip(self._bounds, counts, strict=True):
+                cumulative += count
+                buckets.append((floatToGoString(bound), float(cumulative)))
+            family.add_metric([label_value], buckets, total)
+        yield family
+
 
 POINTS_WRITTEN = Counter(
     "telemetry_sink_points_written_total", "Points the database accepted.", ["sink"]
@@ -29,10 +93,10 @@ RETRIES = Counter(
     "Batches scheduled for another attempt (database or DLQ not accepting).",
     ["sink"],
 )
-END_TO_END_SECONDS = Histogram(
+END_TO_END_SECONDS = BatchHistogram(
     "telemetry_sink_end_to_end_seconds",
     "From ingest receiving the MQTT message (received_at_ms) to the database accepting it.",
-    ["sink"],
+    "sink",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
 PAUSED = Gauge(

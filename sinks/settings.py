@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from plumbing.settings import KafkaSettings, ObservabilitySettings
-from plumbing.topics import DERIVED, ENRICHED
+from plumbing.topics import ENRICHED
 
 _SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -21,7 +21,7 @@ _SQL_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 class SinkSettings(KafkaSettings, ObservabilitySettings):
     """What every batching sink shares: topics, batching, retries, shutdown."""
 
-    sink_topics: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [ENRICHED, DERIVED])
+    sink_topics: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [ENRICHED])
     """Topics of EnrichedReading records to store (comma-separated in the environment)."""
     sink_batch_max_points: int = Field(default=5000, ge=1)
     """Records per batch: a batch is written when it holds this many."""
@@ -30,7 +30,8 @@ class SinkSettings(KafkaSettings, ObservabilitySettings):
     sink_retry_initial_s: float = Field(default=0.5, gt=0)
     """First wait before writing a batch again after a retryable failure; doubles each time."""
     sink_retry_max_s: float = Field(default=30.0, gt=0)
-    """Longest wait between retries of a batch (each wait is drawn below it, full jitter)."""
+    """Cap of the wait between retries of a batch; each wait is drawn between half the current
+    cap and the cap, which doubles from sink_retry_initial_s up to this."""
     sink_session_timeout_ms: int = Field(default=10_000, ge=1000)
     """How long the consumer group waits for a sink that went silent (crashed, SIGKILL)
     before its partitions go to the others (librdkafka `session.timeout.ms`; the broker's

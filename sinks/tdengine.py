@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from urllib.parse import urlencode, urlsplit
 
 from plumbing.logs import setup_logging
-from sinks.batching import BatchingSink
+from sinks.batching import BatchingSink, Destination
 from sinks.line_protocol import Dialect, request_bodies
 from sinks.settings import TDengineSinkSettings
 from sinks.write_errors import RefusedWriteError, RetryableWriteError, retry_after_seconds
@@ -52,7 +52,7 @@ _PARSER_CODES = range(0x2600, 0x2700)  # PAR_*: the line parsed into something i
 _TAOS_CODE = re.compile(r"\[0x([0-9a-fA-F]+)\]")
 
 
-class TDengineDestination:
+class TDengineDestination(Destination):
     name = "tdengine"
     dialect = Dialect.TDENGINE
 
@@ -98,11 +98,11 @@ class TDengineDestination:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def write(self, lines: Sequence[str]) -> None:
+    def write(self, batch: Sequence[str]) -> None:
         if not self.database_ready:
             self.ensure_database()
         query = {"db": self.settings.tdengine_database, "precision": "us"}
-        for body in request_bodies(lines):
+        for body in request_bodies(batch):
             status, headers, answer = self._request("/influxdb/v1/write", query, body)
             if status not in (200, 204):
                 raise self.classify(status, headers, answer)
@@ -186,7 +186,6 @@ def _json(body: bytes) -> object:
 
 def _text(body: bytes) -> str:
     return body.decode("utf-8", "replace").strip()[:2000] or "(empty body)"
-    return None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -322,8 +322,8 @@ def test_points_are_stored_exactly(stack_env: dict[str, str], kafka: Kafka, infl
         device = f"exact-{run_id}-{d}"
         for i in range(10):
             ts = base + d * 1_000_003 + i * 7_919  # odd microseconds
-            # No humidity beside temperature: the dew_point agent would add a derived field
-            # to the same point (same identity) when a pipeline is running alongside.
+            # Produced straight to telemetry.enriched: the processors (which add dew_point
+            # to a reading) never see these, so the stored points hold exactly these fields.
             fields = {"temperature": awkward[(d + i) % len(awkward)], "pressure": i * 1.1}
             seq = 2**53 + 1 + i if d == 0 else i
             tags = {"site": "plant one", "area": f"a,{d}"}

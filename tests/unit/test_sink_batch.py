@@ -3,7 +3,7 @@ rebalance drops. A fake clock stands in for time (pure logic)."""
 
 from __future__ import annotations
 
-from sinks.batch import Batch, PendingPoint
+from sinks.batching import Batch, PendingPoint
 
 
 class FakeClock:

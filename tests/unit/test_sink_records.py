@@ -8,25 +8,19 @@ from typing import Any
 
 from plumbing.dead_letters import MAX_ORIGINAL_BYTES
 from schemas.codec import default_codec
-from sinks.batching import BatchingSink
+from sinks.batching import BatchingSink, Destination
 from sinks.line_protocol import Dialect
 from sinks.settings import InfluxDBSinkSettings, TDengineSinkSettings
 
 TOPIC = "telemetry.enriched"
 
 
-class NoDatabase:
+class NoDatabase(Destination):
     name = "influxdb"
     dialect = Dialect.INFLUXDB
 
-    def setup(self) -> None:
+    def write(self, batch: Sequence[str]) -> None:
         raise AssertionError("not used")
-
-    def write(self, lines: Sequence[str]) -> None:
-        raise AssertionError("not used")
-
-    def close(self) -> None:
-        pass
 
 
 def enriched(**over: Any) -> bytes:

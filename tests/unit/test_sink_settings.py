@@ -37,7 +37,7 @@ def test_influxdb_connection_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults_match_the_contract() -> None:
     s = InfluxDBSinkSettings()
-    assert s.sink_topics == ["telemetry.enriched", "telemetry.derived"]
+    assert s.sink_topics == ["telemetry.enriched"]
     assert s.sink_batch_max_points == 5000 and s.sink_batch_max_age_ms == 500
     assert s.health_port() == 9103 and s.group_id() == "telemetry-sink-influxdb"
     t = TDengineSinkSettings()
@@ -90,7 +90,7 @@ def test_every_option_is_documented_with_its_default(cls: type[InfluxDBSinkSetti
     [
         ("influxdb.example.yaml", InfluxDBSinkSettings,
          {"influxdb_url": "http://influxdb:8086", "sink_influxdb_health_port": 9103,
-          "sink_topics": ["telemetry.enriched", "telemetry.derived"], "log_format": "json"}),
+          "sink_topics": ["telemetry.enriched"], "log_format": "json"}),
         ("tdengine.example.yaml", TDengineSinkSettings,
          {"tdengine_url": "http://tdengine:6041", "tdengine_database": "telemetry",
           "sink_tdengine_group_id": "telemetry-sink-tdengine"}),
