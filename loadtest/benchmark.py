@@ -48,7 +48,7 @@ from loadtest.scraped_metrics import (
     total,
 )
 from loadtest.settings import RunSettings
-from plumbing.topics import DERIVED, ENRICHED
+from plumbing.topics import ENRICHED
 from stack.processes import StackError
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
@@ -398,7 +398,7 @@ def fresh_groups(stamp: str, env: dict[str, str]) -> tuple[dict[str, str], list[
     at the current end of their topics: the run measures its own data, not a backlog."""
     app_id = f"bench-{stamp.lower()}-processors"
     sink_group = f"bench-{stamp.lower()}-sink-influxdb"
-    topics = env.get("TELEMETRY_SINK_TOPICS") or f"{ENRICHED},{DERIVED}"
+    topics = env.get("TELEMETRY_SINK_TOPICS") or ENRICHED
     start_group_at_end(kafka_config(env), sink_group, [t.strip() for t in topics.split(",")])
     overrides = {
         "TELEMETRY_PROCESS_APP_ID": app_id,

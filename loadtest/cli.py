@@ -56,6 +56,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--device-prefix", help="device id prefix (default 'sim-')")
     p.add_argument("--summary", type=Path, help="write the JSON summary to this file")
     p.add_argument("--health-port", type=int, help="metrics/health port (default 9105)")
+    p.add_argument(
+        "--processes", type=int, help="sending processes (default 0: as many as the rate needs)"
+    )
+    p.add_argument(
+        "--batch-share", type=float,
+        help="share of good messages sent as a batch of 2..10 readings (default 0.25)",
+    )
+    p.add_argument(
+        "--metrics-per-reading", type=int,
+        help="metrics in every reading, 1..4 (default 0: each device kind's own)",
+    )
+    p.add_argument(
+        "--ts-format", choices=("mixed", "epoch_ms"),
+        help="ts of good readings: mixed forms, or epoch ms only (default mixed)",
+    )
     p.set_defaults(func=_lazy("loadtest.simulator"))
 
     r = sub.add_parser(

@@ -52,6 +52,20 @@ KINDS: dict[str, tuple[MetricSpec, ...]] = {
     ),
 }
 
+#: Further metrics a kind reports only when a fixed number of metrics per reading asks for more
+#: than its own (`--metrics-per-reading`), so every kind can send the same number. None is in
+#: the unit catalog: they pass through the processors unchanged.
+EXTRA_METRICS: dict[str, tuple[MetricSpec, ...]] = {
+    ENVIRONMENT: (MetricSpec("co2", 400.0, 2000.0, 5.0, (None,), decimals=0),),
+    POWER_METER: (),
+    VEHICLE: (
+        MetricSpec("battery_level", 20.0, 100.0, 0.05, (None,), decimals=1),
+        MetricSpec("engine_rpm", 700.0, 3500.0, 20.0, (None,), decimals=0),
+    ),
+}
+#: The largest fixed number of metrics per reading every kind can report.
+MAX_METRICS_PER_READING = min(len(KINDS[k]) + len(EXTRA_METRICS[k]) for k in KINDS)
+
 KIND_CODES = {ENVIRONMENT: "env", POWER_METER: "pwr", VEHICLE: "veh"}
 MODELS = {
     ENVIRONMENT: "EnviroSense ES-200",
@@ -76,14 +90,25 @@ class SimulatedDevice:
     seq: int = 0
     #: ts (epoch ms) of the last reading sent with a valid timestamp
     last_ts_ms: int = 0
+    #: metrics beyond the kind's own (EXTRA_METRICS), drifting like the others
+    extra_specs: tuple[MetricSpec, ...] = ()
+    #: how many metrics a reading carries; 0 = the kind's own
+    reported: int = 0
+
+    @property
+    def all_specs(self) -> tuple[MetricSpec, ...]:
+        """Everything the device tracks (a power meter's power needs voltage and current)."""
+        return KINDS[self.kind] + self.extra_specs
 
     @property
     def specs(self) -> tuple[MetricSpec, ...]:
-        return KINDS[self.kind]
+        """The metrics a reading of this device carries, in payload order."""
+        specs = self.all_specs
+        return specs[: self.reported] if self.reported else specs
 
     def advance(self, rng: random.Random, dt_s: float) -> dict[str, float]:
         """Moves every value one smooth step (mean-reverting random walk); canonical units."""
-        for spec in self.specs:
+        for spec in self.all_specs:
             if spec.name == "power":
                 self.state["power"] = self.state["voltage"] * self.state["current"]
             elif spec.name == "energy":
@@ -113,8 +138,16 @@ class SimulatedDevice:
         return dict(self.tags)
 
 
-def make_devices(count: int, prefix: str, rng: random.Random) -> list[SimulatedDevice]:
-    """`count` devices cycling through the kinds, ids like `<prefix>env-0001`."""
+def make_devices(
+    count: int, prefix: str, rng: random.Random, metrics_per_reading: int = 0
+) -> list[SimulatedDevice]:
+    """`count` devices cycling through the kinds, ids like `<prefix>env-0001`.
+
+    `metrics_per_reading` (1..MAX_METRICS_PER_READING, 0 = each kind's own) fixes how many
+    metrics every reading carries: a kind's own first, then its EXTRA_METRICS.
+    """
+    if not 0 <= metrics_per_reading <= MAX_METRICS_PER_READING:
+        raise ValueError(f"metrics per reading must be 0..{MAX_METRICS_PER_READING}")
     kinds = list(KINDS)
     devices = []
     for i in range(count):
@@ -137,6 +170,15 @@ def make_devices(count: int, prefix: str, rng: random.Random) -> list[SimulatedD
             else:
                 state[spec.name] = rng.uniform(spec.low, spec.high)
         devices.append(SimulatedDevice(device_id, kind, tags, units, state))
+    if metrics_per_reading:
+        # drawn after every device's own choices, so the base devices of a seed stay the same
+        for device in devices:
+            extra = EXTRA_METRICS[device.kind][: max(0, metrics_per_reading - len(device.specs))]
+            for spec in extra:
+                device.units[spec.name] = rng.choice(spec.units)
+                device.state[spec.name] = rng.uniform(spec.low, spec.high)
+            device.extra_specs = extra
+            device.reported = metrics_per_reading
     return devices
 
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from loadtest.devices import ENVIRONMENT, SimulatedDevice, make_devices
+from loadtest.prebuilt import PrebuiltReadings
 from loadtest.units import CANONICAL_UNITS
 from plumbing.reasons import Reason
 
@@ -48,6 +49,11 @@ BAD_CYCLE: tuple[Reason, ...] = (
 )
 
 SINGLE, BATCH, METADATA = "single", "batch", "metadata"
+
+#: `ts` of good readings: `mixed` = epoch ms, RFC 3339 with offsets, or missing; `epoch_ms` =
+#: always epoch milliseconds (the comparable load, and what Telegraf's json_v2 can read).
+TS_MIXED, TS_EPOCH_MS = "mixed", "epoch_ms"
+TS_FORMATS = (TS_MIXED, TS_EPOCH_MS)
 
 _JUNK_JSON: tuple[bytes, ...] = (
     b"temperature=21.5,humidity=40",
@@ -161,26 +167,45 @@ class MessageGenerator:
         batch_share: float = 0.25,
         missing_ts_share: float = 0.05,
         clock: Callable[[], float] = time.time,
+        metrics_per_reading: int = 0,
+        ts_format: str = TS_MIXED,
+        share: tuple[int, int] = (0, 1),
     ) -> None:
+        """`share` = (k, n): this generator sends for the k-th of n contiguous blocks of the
+        fleet, at `rate` (its own part of the total), so n processes split one fleet and each
+        device's seq lives in exactly one of them. The fleet itself depends on the seed only."""
         if devices < 1:
             raise ValueError("need at least one device")
         if not 0.0 <= bad_ratio <= 1.0:
             raise ValueError("bad_ratio must be between 0 and 1")
         if rate <= 0:
             raise ValueError("rate must be positive")
+        if ts_format not in TS_FORMATS:
+            raise ValueError(f"ts_format must be one of {TS_FORMATS}")
+        index, parts = share
+        if not 0 <= index < parts or parts > devices:
+            raise ValueError("share (k, n) needs 0 <= k < n <= devices")
         self.rng = random.Random(seed)
-        self.devices = make_devices(devices, prefix, self.rng)
+        fleet = make_devices(devices, prefix, self.rng, metrics_per_reading)
+        if parts > 1:
+            self.rng = random.Random(f"{seed}/{index}/{parts}")
+        self.devices = fleet[devices * index // parts : devices * (index + 1) // parts]
         self.bad_ratio = bad_ratio
         self.batch_share = batch_share
-        self.missing_ts_share = missing_ts_share
+        self.missing_ts_share = 0.0 if ts_format == TS_EPOCH_MS else missing_ts_share
+        self.ts_format = ts_format
         self.clock = clock
         #: seconds between two messages of one device
-        self.device_interval_s = devices / rate
+        self.device_interval_s = len(self.devices) / rate
         self.sent = 0
         self._turn = 0
         self._env_turn = 0
         self._bad_turn = 0
         self._variants: Counter[Reason] = Counter()
+        #: pre-rendered good readings, for the comparable load (see loadtest/prebuilt.py)
+        self.prebuilt: PrebuiltReadings | None = None
+        if batch_share == 0 and ts_format == TS_EPOCH_MS:
+            self.prebuilt = PrebuiltReadings(self.devices, self.rng, self.device_interval_s)
 
     # ---- the stream ----
 
@@ -216,6 +241,20 @@ class MessageGenerator:
         return int(self.clock() * 1000)
 
     def _good(self, device: SimulatedDevice) -> OutboundMessage:
+        if self.prebuilt is not None:
+            ts_ms = max(self._now_ms(), device.last_ts_ms + 1)
+            device.last_ts_ms = ts_ms
+            device.seq += 1
+            return OutboundMessage(
+                telemetry_topic(device.device_id),
+                self.prebuilt.render(device, ts_ms, device.seq),
+                device.device_id,
+                device.kind,
+                SINGLE,
+                readings=1,
+                good_points=1,
+                seqs=(device.seq,),
+            )
         batch = self.rng.random() < self.batch_share
         count = self.rng.randint(2, 10) if batch else 1
         readings = self._good_readings(device, count, allow_missing_ts=not batch)
@@ -256,7 +295,7 @@ class MessageGenerator:
         else:
             ts_ms = max(ts_ms, device.last_ts_ms + 1)
             device.last_ts_ms = ts_ms
-            if form < 0.35:
+            if form < 0.35 and self.ts_format == TS_MIXED:
                 reading["ts"] = rfc3339(ts_ms, self.rng.choice((0, 0, 2, -5)))
             else:
                 reading["ts"] = ts_ms
@@ -279,7 +318,9 @@ class MessageGenerator:
         return msg
 
     def _next_environment_device(self) -> SimulatedDevice:
-        envs = [d for d in self.devices if d.kind == ENVIRONMENT]
+        # a share of one or two devices may hold no environment device: the impossible
+        # temperature or humidity is then sent by another kind, and rejected all the same
+        envs = [d for d in self.devices if d.kind == ENVIRONMENT] or self.devices
         device = envs[self._env_turn % len(envs)]
         self._env_turn += 1
         return device

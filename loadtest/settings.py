@@ -35,11 +35,25 @@ class SimulatorSettings(ObservabilitySettings):
     simulate_device_prefix: str = "sim-"
     """Device ids are `<prefix><kind>-<n>`; a unique prefix keeps runs apart in the database."""
     simulate_batch_share: float = 0.25
-    """Share of good messages that are a batch (an array of 2..10 readings)."""
+    """Share of good messages that are a batch (an array of 2..10 readings); 0 = one reading
+    per message."""
     simulate_missing_ts_share: float = 0.05
-    """Share of single readings sent without `ts` (ingest then uses its receive time)."""
+    """Share of single readings sent without `ts` (ingest then uses its receive time); none
+    with `simulate_ts_format=epoch_ms`."""
+    simulate_metrics_per_reading: int = 0
+    """Metrics in every reading, 1..4, the same for every device kind (a kind with fewer of its
+    own adds pass-through ones: co2, battery_level, engine_rpm); 0 = each kind's own (2 to 4)."""
+    simulate_ts_format: str = "mixed"
+    """`ts` of good readings: `mixed` (epoch ms about 60%, RFC 3339 with offsets, or missing)
+    or `epoch_ms` (always epoch milliseconds). `epoch_ms` with `simulate_batch_share=0`
+    sends pre-rendered readings (loadtest/prebuilt.py), for rates of 10,000 msg/s and more."""
+    simulate_processes: int = 0
+    """Sending processes, each with its own block of devices and MQTT connection; 0 = as many
+    as the rate needs (one per ~8,000 msg/s pre-rendered, ~4,000 otherwise), at most one per
+    CPU."""
     simulate_max_inflight: int = 1000
-    """QoS 1 messages awaiting PUBACK before the client queues locally."""
+    """QoS 1 publishes awaiting PUBACK, per sending process; at the limit it waits for the
+    broker (1..30000)."""
     simulate_ack_timeout_s: float = 30.0
     """At the end, how long to wait for the broker to acknowledge what was sent."""
 

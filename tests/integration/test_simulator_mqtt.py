@@ -225,3 +225,68 @@ def test_hostile_options_are_refused_before_connecting(stack_env: dict[str, str]
         done = run_simulator(stack_env, [*args, "--count", "1", "--health-port", str(free_port())])
         assert done.returncode == 2, (args, done.stderr)
         assert words in done.stderr
+
+
+def test_several_sending_processes_deliver_every_seq_exactly_once(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The comparable load (one reading of 4 metrics, epoch-ms ts) from two processes: each
+    device's seq counter lives in one of them, so the broker sees 1..max once per device."""
+    prefix = f"it-{uuid.uuid4().hex[:10]}-"
+    collector = Collector(stack_env, prefix)
+    summary_path = tmp_path / "summary.json"
+    try:
+        done = run_simulator(
+            stack_env,
+            [
+                "--devices", "8", "--rate", "1500", "--count", "3000", "--seed", "4",
+                "--device-prefix", prefix, "--processes", "2", "--batch-share", "0",
+                "--metrics-per-reading", "4", "--ts-format", "epoch_ms",
+                "--summary", str(summary_path), "--health-port", str(free_port()),
+            ],
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = json.loads(summary_path.read_text())
+        received = collector.wait_for(summary["messages_sent"] + summary["metadata_sent"])
+    finally:
+        collector.close()
+
+    assert summary["processes"] == 2 and summary["messages_sent"] == 3000
+    assert summary["kept_up"] and summary["messages_unacked"] == 0
+    assert len(summary["max_seq_by_device"]) == 8
+    seqs: dict[str, list[int]] = defaultdict(list)
+    for topic, payload in received:
+        if not topic.endswith("/telemetry"):
+            continue
+        doc = json.loads(payload)
+        assert isinstance(doc["ts"], int) and len(doc["metrics"]) == 4
+        seqs[topic.split("/")[1]].append(doc["seq"])
+    assert sum(len(v) for v in seqs.values()) == 3000
+    for device, got in seqs.items():
+        # every seq exactly once (QoS 1 may reorder nothing per device: one connection each)
+        assert sorted(got) == list(range(1, summary["max_seq_by_device"][device] + 1)), device
+        assert got == sorted(got), device
+
+
+def test_asked_for_more_than_it_can_send_it_sends_what_it_can_and_says_so(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    summary_path = tmp_path / "summary.json"
+    done = run_simulator(
+        stack_env,
+        [
+            "--devices", "1000", "--rate", "500000", "--duration", "2", "--processes", "1",
+            "--batch-share", "0", "--ts-format", "epoch_ms",
+            "--device-prefix", f"it-{uuid.uuid4().hex[:10]}-", "--summary", str(summary_path),
+            "--health-port", str(free_port()),
+        ],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(summary_path.read_text())
+    assert summary["kept_up"] is False
+    assert 0 < summary["achieved_rate"] < 500_000
+    assert summary["messages_sent"] > 1000  # it kept sending, it did not collapse
+    assert summary["messages_unacked"] == 0 and summary["messages_acked"] > 1000
+    assert "could not keep up" in done.stdout
+    warnings = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert any("could not keep up" in w["msg"] for w in warnings if w["level"] == "warning")
