@@ -1,4 +1,12 @@
-"""`telemetry benchmark`: the pipeline at a fixed rate and seed, drained, measured, reported.
+"""`telemetry benchmark`: the pipeline measured, three ways, each with a report.
+
+- fixed rate (the default): the whole pipeline at one rate and seed for a while, drained;
+- `--find-max`: the whole pipeline, the offered rate stepped up until a step does not hold
+  (loadtest/find_max.py), reporting the highest rate held with zero loss;
+- `--component ingest|process|sink`: one component alone on a pre-filled backlog
+  (loadtest/component_bench.py).
+Every report carries the CPU table (loadtest/cpu_table.py): µs of CPU per reading of each
+component and server on the data path.
 
 Loss is counted in the database, not inferred from metrics: the run's devices share a unique
 id prefix, so every point InfluxDB holds for that prefix came from this run.
@@ -7,6 +15,7 @@ id prefix, so every point InfluxDB holds for that prefix came from this run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import secrets
@@ -23,8 +32,16 @@ from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from loadtest import metric_names as names
+from loadtest.component_bench import (
+    ComponentBench,
+    check_component_args,
+    component_section,
+    component_timeline,
+)
 from loadtest.consumer_lag import ConsumerLag, start_group_at_end
+from loadtest.cpu_table import CpuProbe, cpu_table
 from loadtest.dead_letter_tally import DeadLetterTally
+from loadtest.find_max import DEFAULT_RAMP, Criteria, Ramp, find_max
 from loadtest.influx_probe import InfluxProbe
 from loadtest.live_view import SINK, render_line
 from loadtest.pipeline_monitor import PipelineMonitor
@@ -49,6 +66,7 @@ from loadtest.scraped_metrics import (
 )
 from loadtest.settings import RunSettings
 from plumbing.topics import ENRICHED
+from stack.local_stack import LocalStack
 from stack.processes import StackError
 
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
@@ -56,6 +74,11 @@ SAMPLE_EVERY_S = 2.0
 LATENCY_POLL_S = 0.5
 #: once every device's last reading is stored, how long to wait for lag 0 and a quiet DLQ
 SETTLE_S = 30.0
+#: default bad-message ratio of a fixed-rate run (find-max and components send none)
+FIXED_RATE_BAD_RATIO = 0.05
+#: --find-max: after a step, how long its last readings may take to be stored before they
+#: count as lost
+STEP_GRACE_S = 10.0
 
 
 class SeqWatcher:
@@ -116,9 +139,14 @@ class SeqWatcher:
 class Timeline:
     """A row every SAMPLE_EVERY_S seconds: rates, memory and lag of every component."""
 
-    def __init__(self, monitor: PipelineMonitor, watcher: SeqWatcher, verbose: bool) -> None:
+    def __init__(
+        self, monitor: PipelineMonitor, watcher: SeqWatcher | None, verbose: bool
+    ) -> None:
         self.monitor = monitor
+        #: the watcher of the devices being measured now (one per --find-max step)
         self.watcher = watcher
+        #: --find-max: the step (index, rate) the next rows belong to
+        self.step: tuple[int, float] | None = None
         self.verbose = verbose
         self.rows: list[dict[str, Any]] = []
         self.t0 = time.monotonic()
@@ -130,8 +158,10 @@ class Timeline:
     def sample(self) -> None:
         snap = self.monitor.sample()
         now = time.monotonic()
-        stored = self.watcher.stored_with_seq()
+        stored = self.watcher.stored_with_seq() if self.watcher is not None else 0
         stored_rate = None
+        if self._last_stored is not None and stored < self._last_stored[1]:
+            self._last_stored = None  # a new --find-max step counts its own devices from 0
         if self._last_stored is not None and now > self._last_stored[0]:
             stored_rate = (stored - self._last_stored[1]) / (now - self._last_stored[0])
         self._last_stored = (now, stored)
@@ -155,6 +185,7 @@ class Timeline:
                 "stored_with_seq": stored,
                 "rss_mib": {c.name: c.rss_mib for c in snap.components if c.rss_mib},
                 "lag": snap.lag,
+                **({"step": self.step[0], "step_rate": self.step[1]} if self.step else {}),
             }
         )
         if self.verbose:
@@ -409,15 +440,70 @@ def fresh_groups(stamp: str, env: dict[str, str]) -> tuple[dict[str, str], list[
 
 
 def check_args(args: argparse.Namespace) -> str | None:
-    for name in ("duration", "rate", "drain_timeout"):
-        value = getattr(args, name)
-        if not (math.isfinite(value) and value > 0):
+    """What is wrong with the options, in words; None when fine."""
+    for name in ("duration", "rate", "drain_timeout", "step_duration"):
+        value = getattr(args, name, None)
+        if value is not None and not (math.isfinite(value) and value > 0):
             return f"--{name.replace('_', '-')} must be a positive number"
     if args.devices < 1:
         return "--devices must be at least 1"
-    if not 0.0 <= args.bad_ratio <= 1.0:
+    if args.bad_ratio is not None and not 0.0 <= args.bad_ratio <= 1.0:
         return "--bad-ratio must be between 0 and 1"
+    if args.component and args.find_max:
+        return (
+            "--component measures one component on a backlog, --find-max the whole "
+            "pipeline: choose one"
+        )
+    if args.component:
+        return check_component_args(args)
+    if args.find_max:
+        try:
+            ramp = parse_ramp(args.ramp)
+        except ValueError:
+            return "--ramp is a comma-separated list of rising rates, e.g. 1000,2000,5000"
+        if not ramp or any(b <= a for a, b in itertools.pairwise(ramp)):
+            return "--ramp is a comma-separated list of rising rates, e.g. 1000,2000,5000"
+        if not args.max_p99_ms > 0:
+            return "--max-p99-ms must be positive"
     return None
+
+
+def parse_ramp(text: str | None) -> list[float]:
+    if not text:
+        return [float(r) for r in DEFAULT_RAMP]
+    return [float(part) for part in text.split(",") if part.strip()]
+
+
+def payload_args(payload: str) -> list[str]:
+    """Simulator options of a payload kind: `uniform` is the comparable load (one reading of 4
+    metrics per message, epoch-ms ts); `mixed` every accepted form of the contract."""
+    if payload == "uniform":
+        return ["--batch-share", "0", "--metrics-per-reading", "4", "--ts-format", "epoch_ms"]
+    return []
+
+
+def readings_per_message(payload: str) -> float:
+    """Readings per message of a payload kind (mixed: 75% single, 25% batches of 2..10)."""
+    return 1.0 if payload == "uniform" else 0.75 + 0.25 * 6
+
+
+def server_pids(stack: LocalStack) -> Callable[[], dict[str, int | None]]:
+    """The pids of the servers on the data path, read when asked (a restart changes them)."""
+    return lambda: {
+        "mosquitto": stack.mosquitto.pid(),
+        "kafka": stack.kafka.pid(),
+        "influxdb": stack.influxdb.pid(),
+    }
+
+
+def pipeline_cpu_probe(pipeline: Pipeline, stack: LocalStack) -> CpuProbe:
+    servers = server_pids(stack)
+
+    def pids() -> dict[str, int | None]:
+        procs = {c.name: c.pid for c in pipeline.components if c.alive()}
+        return {**procs, **servers()}
+
+    return CpuProbe(pids)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -426,19 +512,38 @@ def main(args: argparse.Namespace) -> int:
     if problem:
         print(f"benchmark: {problem}", file=sys.stderr)
         return 2
-    settings = RunSettings()
     stop = threading.Event()
     install_stop_signals(stop)
     started_at = datetime.now(UTC)
     stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
     out_dir = (args.reports_dir or REPORTS_DIR) / stamp
-    prefix = f"bench-{stamp.lower()}-{secrets.token_hex(2)}-"
     try:
         stack = ensure_stack()
     except StackError as exc:
         print(f"benchmark: the local stack did not come up: {exc}", file=sys.stderr)
         return 1
     env = component_env(stack)
+    if args.component:
+        return run_component(args, env, stack, out_dir, started_at, stop)
+    if args.find_max:
+        return run_find_max(args, env, stack, out_dir, started_at, stop)
+    return run_fixed_rate(args, env, stack, out_dir, started_at, stop)
+
+
+def run_fixed_rate(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    stack: LocalStack,
+    out_dir: Path,
+    started_at: datetime,
+    stop: threading.Event,
+) -> int:
+    """The whole pipeline at one rate for `--duration`, drained, counted."""
+    if args.bad_ratio is None:
+        args.bad_ratio = FIXED_RATE_BAD_RATIO
+    settings = RunSettings()
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    prefix = f"bench-{stamp.lower()}-{secrets.token_hex(2)}-"
     patterns = [p.strip() for p in settings.run_lag_groups.split(",") if p.strip()]
     if args.fresh_groups:
         try:
@@ -452,6 +557,7 @@ def main(args: argparse.Namespace) -> int:
     since = started_at - timedelta(minutes=1)
     probe = InfluxProbe(influx_target(env))
     lag = ConsumerLag(kafka_config(env), patterns)
+    cpu_probe = pipeline_cpu_probe(pipeline, stack)
     print(f"benchmark {stamp}: devices {prefix}*, logs and report in {out_dir}")
     dead_letters: DeadLetterTally | None = None
     watcher: SeqWatcher | None = None
@@ -466,8 +572,9 @@ def main(args: argparse.Namespace) -> int:
             "--devices", str(args.devices), "--rate", str(args.rate),
             "--bad-ratio", str(args.bad_ratio), "--seed", str(args.seed),
             "--device-prefix", prefix, "--duration", str(args.duration),
-            "--summary", str(summary_path),
+            "--summary", str(summary_path), *payload_args(args.payload),
         ]  # fmt: skip
+        cpu_before = cpu_probe.sample(time.monotonic())
         pipeline.start_simulator(sim_args, stop)
         print(f"load: {args.rate:g} msg/s from {args.devices} devices for {args.duration:g} s")
         monitor = PipelineMonitor(pipeline, lag, dead_letters, None, prefix, since)
@@ -485,6 +592,7 @@ def main(args: argparse.Namespace) -> int:
             watcher, summary["max_seq_by_device"], lag, dead_letters,
             args.drain_timeout, stop, timeline.sample,
         )  # fmt: skip
+        cpu_after = cpu_probe.sample(time.monotonic())
         timeline.sample()
         ingest_after = _ingest_received(settings)
         sink_buckets_after = _sink_latency_buckets(settings)
@@ -512,13 +620,293 @@ def main(args: argparse.Namespace) -> int:
         args, prefix, started_at, summary, point_counts, seq_counts, dlq,
         watcher.latencies_ms, drain_info, ingest_delta, timeline, exits,
     )  # fmt: skip
+    report["run"].update(mode="fixed_rate", payload=args.payload, simulator=_sim_run(summary))
+    report["cpu_us_per_reading"] = cpu_table(
+        cpu_before, cpu_after, float(summary["readings_sent"]),
+        extra_seconds={"simulate": float(summary.get("cpu_seconds") or 0.0)},
+    )  # fmt: skip
     report["latency_ms_sink"] = sink_latency(sink_buckets_before, sink_buckets_after)
     if count_error:
         report["warnings"].append(f"InfluxDB did not answer the final count: {count_error}")
+    if not summary.get("kept_up", True):
+        report["warnings"].append(
+            f"the simulator could not keep up: asked {args.rate:g} msg/s, sent "
+            f"{summary['achieved_rate']} msg/s; the pipeline was offered less than asked"
+        )
     json_path, png_path = write_report(report, out_dir)
     print(format_headline(report))
     print(f"report: {json_path}\nplot:   {png_path}")
     return 0 if drain_info["drained"] else 1
+
+
+def _sim_run(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the report keeps of a simulator summary about the load itself."""
+    return {k: summary.get(k) for k in (
+        "processes", "kept_up", "achieved_rate", "shortfall_messages", "load", "cpu_seconds")}
+
+
+class PipelineSteps:
+    """`--find-max` steps through the running pipeline: one simulator run per step, with its own
+    device prefix, so each step's loss and latency are counted apart (a StepRunner)."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        pipeline: Pipeline,
+        probe: InfluxProbe,
+        lag: ConsumerLag,
+        cpu_probe: CpuProbe,
+        timeline: Timeline,
+        prefix: str,
+        out_dir: Path,
+        stop: threading.Event,
+    ) -> None:
+        self.args = args
+        self.pipeline = pipeline
+        self.probe = probe
+        self.lag = lag
+        self.cpu_probe = cpu_probe
+        self.timeline = timeline
+        self.prefix = prefix
+        self.out_dir = out_dir
+        self.stop = stop
+
+    def _lag_total(self) -> int | None:
+        lags = self.lag.snapshot()
+        if not lags or any(v is None for v in lags.values()):
+            return None
+        return sum(v for v in lags.values() if v is not None)
+
+    def run_step(self, index: int, rate: float, duration_s: float) -> dict[str, Any]:
+        args = self.args
+        prefix = f"{self.prefix}s{index}-"
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        summary_path = self.out_dir / f"simulate-summary-step{index}.json"
+        watcher = SeqWatcher(self.probe, prefix, since).start()
+        self.timeline.watcher = watcher
+        self.timeline.step = (index, rate)
+        lag_samples: list[tuple[float, float]] = []
+        print(f"step {index}: {rate:g} msg/s for {duration_s:g} s (devices {prefix}*)")
+        try:
+            sim_args = [
+                "--devices", str(args.devices), "--rate", str(rate),
+                "--bad-ratio", str(args.bad_ratio), "--seed", str(args.seed + index),
+                "--device-prefix", prefix, "--duration", str(duration_s),
+                "--summary", str(summary_path), *payload_args(args.payload),
+            ]  # fmt: skip
+            t0 = time.monotonic()
+            cpu_before = self.cpu_probe.sample(t0)
+            self.pipeline.start_simulator(sim_args, self.stop)
+            sim = self.pipeline.simulator
+            assert sim is not None
+
+            def tick() -> None:
+                self.timeline.sample()
+                total = self._lag_total()
+                if total is not None and sim.alive():
+                    lag_samples.append((time.monotonic() - t0, float(total)))
+
+            _wait(lambda: not sim.alive(), duration_s + 120, self.stop, tick)
+            if not summary_path.exists():
+                raise StartError(f"the simulator wrote no summary in step {index}:\n"
+                                 f"{sim.tail()}")
+            summary = json.loads(summary_path.read_text())
+            caught_up = _wait(lambda: watcher.caught_up(summary["max_seq_by_device"]),
+                              STEP_GRACE_S, self.stop, self.timeline.sample)
+            cpu_after = self.cpu_probe.sample(time.monotonic())
+            _, seq_counts, error = count_stored(self.probe, prefix, since,
+                                                datetime.now(UTC) + timedelta(minutes=1))
+        finally:
+            watcher.stop()
+        lost = None
+        if seq_counts is not None:
+            lost = sum(max(0, m - seq_counts.get(d, 0))
+                       for d, m in summary["max_seq_by_device"].items())
+        lat = percentiles(watcher.latencies_ms)
+        readings = float(summary["readings_sent"])
+        return {
+            "device_prefix": prefix,
+            "sent_rate": summary["achieved_rate"],
+            "simulator_kept_up": summary.get("kept_up"),
+            "messages_sent": summary["messages_sent"],
+            "readings_sent": summary["readings_sent"],
+            "readings_per_s": rate * readings_per_message(args.payload),
+            "expected_with_seq": sum(summary["max_seq_by_device"].values()),
+            "lost": lost,
+            "stored_within_grace": caught_up,
+            "count_error": error,
+            "p50_ms": round(lat["p50"], 1) if lat else None,
+            "p99_ms": round(lat["p99"], 1) if lat else None,
+            "latency_samples": int(lat.get("count", 0)) if lat else 0,
+            "lag_samples": lag_samples,
+            "cpu_us_per_reading": cpu_table(
+                cpu_before, cpu_after, readings,
+                extra_seconds={"simulate": float(summary.get("cpu_seconds") or 0.0)},
+            ),
+        }
+
+    def settle(self, timeout_s: float) -> bool:
+        """Waits for zero lag in every group of the run (the backlog of a failed step)."""
+        self.timeline.watcher = None
+        self.timeline.step = None
+        return _wait(lambda: self._lag_total() == 0, timeout_s, self.stop, self.timeline.sample)
+
+
+def run_find_max(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    stack: LocalStack,
+    out_dir: Path,
+    started_at: datetime,
+    stop: threading.Event,
+) -> int:
+    """The whole pipeline, in fresh consumer groups, stepped up until a step fails."""
+    if args.bad_ratio is None:
+        args.bad_ratio = 0.0
+    settings = RunSettings()
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    prefix = f"bench-{stamp.lower()}-{secrets.token_hex(2)}-"
+    try:
+        overrides, patterns = fresh_groups(stamp, env)
+    except KafkaException as exc:
+        print(f"benchmark: cannot set up fresh consumer groups: {exc}", file=sys.stderr)
+        return 1
+    env.update(overrides)
+    pipeline = Pipeline(settings, env, out_dir / "logs")
+    probe = InfluxProbe(influx_target(env))
+    lag = ConsumerLag(kafka_config(env), patterns)
+    criteria = Criteria(max_p99_ms=args.max_p99_ms)
+    ramp = Ramp(parse_ramp(args.ramp), bisect_steps=args.bisect_steps)
+    print(f"benchmark {stamp} --find-max: devices {prefix}s<step>-*, report in {out_dir}")
+    exits: dict[str, int | None] = {}
+    timeline: Timeline | None = None
+    try:
+        pipeline.start_components(stop)
+        monitor = PipelineMonitor(pipeline, lag, None, None, prefix, started_at)
+        timeline = Timeline(monitor, None, verbose=True)
+        runner = PipelineSteps(args, pipeline, probe, lag, pipeline_cpu_probe(pipeline, stack),
+                               timeline, prefix, out_dir, stop)
+        result = find_max(runner, ramp, args.step_duration, criteria,
+                          settle_timeout_s=args.drain_timeout, stop=stop)
+    except (StartError, KafkaException) as exc:
+        print(f"benchmark: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        exits = pipeline.stop_all()
+        probe.close()
+    report = find_max_report(args, prefix, started_at, patterns, result, timeline, exits)
+    json_path, png_path = write_report(report, out_dir)
+    print(format_find_max(report))
+    print(f"report: {json_path}\nplot:   {png_path}")
+    return 0 if result["max_rate_held"] is not None else 1
+
+
+def find_max_report(
+    args: argparse.Namespace,
+    prefix: str,
+    started_at: datetime,
+    groups: list[str],
+    result: dict[str, Any],
+    timeline: Timeline | None,
+    exits: dict[str, int | None],
+) -> dict[str, Any]:
+    """report.json of --find-max; its CPU table is the highest held step's (else the last)."""
+    steps = result["steps"]
+    best = next((s for s in steps if s["held"] and s["rate_asked"] == result["max_rate_held"]),
+                steps[-1] if steps else None)
+    warnings = []
+    if any(not s.get("simulator_kept_up", True) for s in steps):
+        warnings.append("in some steps the simulator could not send the asked rate")
+    return {
+        "run": {
+            "mode": "find_max",
+            "started_at": started_at.isoformat(timespec="seconds"),
+            "device_prefix": prefix,
+            "devices": args.devices,
+            "payload": args.payload,
+            "bad_ratio": args.bad_ratio,
+            "seed": args.seed,
+            "duration_s": args.step_duration,
+            "consumer_groups": groups,
+        },
+        "find_max": result,
+        "cpu_us_per_reading": best["cpu_us_per_reading"] if best else None,
+        "cpu_us_per_reading_step": best["index"] if best else None,
+        "components": _components(timeline, exits),
+        "warnings": warnings,
+        "timeline": timeline.rows if timeline else [],
+    }
+
+
+def _components(timeline: Timeline | None, exits: dict[str, int | None]) -> dict[str, Any]:
+    return {
+        name: {
+            "pid": timeline.pids.get(name) if timeline else None,
+            "peak_rss_mib": _round(timeline.peak_rss.get(name)) if timeline else None,
+            "cpu_seconds": _round(timeline.cpu.get(name)) if timeline else None,
+            "exit_code": exits.get(name),
+        }
+        for name in exits
+    }
+
+
+def run_component(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    stack: LocalStack,
+    out_dir: Path,
+    started_at: datetime,
+    stop: threading.Event,
+) -> int:
+    """One component alone on a pre-filled backlog of `--count` readings."""
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    print(f"benchmark {stamp} --component {args.component}: {args.count:,} readings; report "
+          f"in {out_dir}")
+    bench = ComponentBench(args, env, server_pids(stack), out_dir, stamp, stop)
+    try:
+        replay = bench.run()
+    except (StartError, KafkaException, OSError) as exc:
+        print(f"benchmark: {exc}", file=sys.stderr)
+        return 1
+    report = component_report(args, bench.prefix, started_at, replay)
+    json_path, png_path = write_report(report, out_dir)
+    print(format_component(report))
+    print(f"report: {json_path}\nplot:   {png_path}")
+    return 0 if replay.completed else 1
+
+
+def component_report(
+    args: argparse.Namespace, prefix: str, started_at: datetime, replay: Any
+) -> dict[str, Any]:
+    section, steady, whole = component_section(replay)
+    warnings = list(replay.warnings)
+    if not (section.get("window") or {}).get("steady"):
+        warnings.append(
+            "the backlog was too small for a steady window (too few progress steps): the "
+            "figures include the component's start-up; use a larger --count"
+        )
+    return {
+        "run": {
+            "mode": "component",
+            "component": replay.name,
+            "started_at": started_at.isoformat(timespec="seconds"),
+            "device_prefix": prefix,
+            "devices": args.devices,
+            "count": args.count,
+            "seed": args.seed,
+            "payload": "uniform",
+            "settings": replay.env,
+        },
+        "component": section,
+        "cpu_us_per_reading": steady,
+        "cpu_us_per_reading_incl_startup": whole,
+        "components": {
+            replay.name: {"pid": replay.pid, "peak_rss_mib": _round(replay.peak_rss_mib),
+                          "exit_code": replay.exit_code},
+        },
+        "warnings": warnings,
+        "timeline": component_timeline(replay),
+    }
 
 
 def format_headline(report: dict[str, Any]) -> str:
@@ -542,4 +930,45 @@ def format_headline(report: dict[str, Any]) -> str:
         ),
         *(f"warning: {w}" for w in report["warnings"]),
     ]
+    return "\n".join(lines)
+
+
+def _cpu_line(table: dict[str, Any] | None) -> str:
+    if not table:
+        return "CPU per reading: n/a"
+    rows = ", ".join(
+        f"{name} {row['us_per_reading'] if row['us_per_reading'] is not None else 'n/a'}"
+        for name, row in table["rows"].items()
+    )
+    return f"CPU µs per reading: {rows}; pipeline total {table['pipeline_us_per_reading']}"
+
+
+def format_find_max(report: dict[str, Any]) -> str:
+    fm = report["find_max"]
+    lines = [
+        f"highest rate held with zero loss: {fm['max_rate_held']} msg/s "
+        f"(stopped: {fm['stopped_because']})"
+    ]
+    for step in fm["steps"]:
+        verdict = "held" if step["held"] else "failed: " + "; ".join(step["failed_because"])
+        lines.append(
+            f"  step {step['index']}: {step['rate_asked']:g} msg/s asked, {step['sent_rate']} "
+            f"sent, lost {step['lost']}, p99 {step['p99_ms']} ms, lag growth "
+            f"{step['lag']['growth_over_step']}: {verdict}"
+        )
+    lines.append(_cpu_line(report["cpu_us_per_reading"]))
+    lines.extend(f"warning: {w}" for w in report["warnings"])
+    return "\n".join(lines)
+
+
+def format_component(report: dict[str, Any]) -> str:
+    c = report["component"]
+    window = c.get("window") or {}
+    lines = [
+        f"{c['name']}: {c['done']:,} of {c['readings']:,} readings in "
+        f"{c['seconds_to_done']} s from start ({c['readings_per_s_incl_startup']}/s incl. "
+        f"start-up); steady {c['readings_per_s']} readings/s ({window.get('how', 'n/a')})",
+        _cpu_line(report["cpu_us_per_reading"]),
+    ]
+    lines.extend(f"warning: {w}" for w in report["warnings"])
     return "\n".join(lines)

@@ -87,21 +87,87 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     b = sub.add_parser(
         "benchmark",
-        help="run the pipeline at a fixed rate, drain it, and write a report (JSON + PNG)",
-        description="Like `run` for a fixed duration and seed, with a unique device prefix; "
-        "then waits for the pipeline to drain and writes loadtest/reports/<time>/.",
+        help="measure the pipeline (fixed rate, --find-max) or one component (--component); "
+        "report in JSON + PNG",
+        description="Fixed rate (default): like `run` for a fixed duration and seed, with a "
+        "unique device prefix, then drained. --find-max: the rate stepped up until a step "
+        "loses readings, lets the lag grow or exceeds the p99 limit. --component: one "
+        "component alone on a pre-filled backlog of --count readings. Every report has the "
+        "CPU per reading of each component and server; written to loadtest/reports/<time>/.",
     )
-    _pipeline_options(b, bad_ratio=0.05, seed=1)
-    b.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
+    b.add_argument("--devices", type=int, default=50, help="simulated devices (default 50)")
     b.add_argument(
-        "--drain-timeout", type=float, default=180.0, help="max seconds to drain (default 180)"
+        "--rate", type=float, default=200.0, help="fixed rate: msg/s, all devices (default 200)"
+    )
+    b.add_argument(
+        "--bad-ratio",
+        type=float,
+        help="share of bad messages (default 0.05 at a fixed rate, 0 for --find-max)",
+    )
+    b.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    b.add_argument(
+        "--duration", type=float, default=60.0, help="fixed rate: seconds of load (default 60)"
+    )
+    b.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=180.0,
+        help="max seconds to drain, or for a --component backlog (default 180)",
     )
     b.add_argument("--reports-dir", type=Path, help="where reports go (default loadtest/reports)")
     b.add_argument(
         "--fresh-groups",
         action="store_true",
-        help="processors and sink in new consumer groups starting at the topics' end "
-        "(measures this run only, not a backlog left in Kafka)",
+        help="fixed rate: processors and sink in new consumer groups starting at the topics' "
+        "end (measures this run only, not a backlog left in Kafka; --find-max always does)",
+    )
+    b.add_argument(
+        "--payload",
+        choices=("uniform", "mixed"),
+        default="uniform",
+        help="uniform (default): one reading of 4 metrics per message, epoch-ms ts, the "
+        "comparable load; mixed: every accepted form of the contract",
+    )
+    b.add_argument(
+        "--component",
+        choices=("ingest", "process", "sink"),
+        help="replay a pre-filled backlog through this one component only",
+    )
+    b.add_argument(
+        "--count",
+        type=int,
+        default=50_000,
+        help="--component: readings in the backlog (default 50,000; ingest at most 100,000)",
+    )
+    b.add_argument(
+        "--find-max",
+        action="store_true",
+        help="step the offered rate up; report the highest rate held with zero loss",
+    )
+    b.add_argument(
+        "--step-duration",
+        type=float,
+        default=30.0,
+        help="--find-max: seconds of load per step (default 30)",
+    )
+    b.add_argument(
+        "--ramp",
+        help="--find-max: rising rates to try, comma-separated (default "
+        "1000,2000,3000,5000,7500,10000,15000,20000,30000,40000,50000); after the first "
+        "failure the ramp bisects",
+    )
+    b.add_argument(
+        "--bisect-steps",
+        type=int,
+        default=2,
+        help="--find-max: bisections between the highest held and the lowest failed rate "
+        "(default 2)",
+    )
+    b.add_argument(
+        "--max-p99-ms",
+        type=float,
+        default=2000.0,
+        help="--find-max: a step fails when p99 publish -> queryable exceeds this (default 2000)",
     )
     b.set_defaults(func=_lazy("loadtest.benchmark"))
 

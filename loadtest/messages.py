@@ -135,12 +135,16 @@ class OutboundMessage:
     retain: bool = False
 
 
-def telemetry_topic(device_id: str) -> str:
-    return f"devices/{device_id}/telemetry"
+#: the contract's first topic level (devices/<device_id>/telemetry)
+TOPIC_PREFIX = "devices"
 
 
-def metadata_topic(device_id: str) -> str:
-    return f"devices/{device_id}/metadata"
+def telemetry_topic(device_id: str, prefix: str = TOPIC_PREFIX) -> str:
+    return f"{prefix}/{device_id}/telemetry"
+
+
+def metadata_topic(device_id: str, prefix: str = TOPIC_PREFIX) -> str:
+    return f"{prefix}/{device_id}/metadata"
 
 
 def rfc3339(ts_ms: int, offset_hours: int = 0) -> str:
@@ -170,6 +174,7 @@ class MessageGenerator:
         metrics_per_reading: int = 0,
         ts_format: str = TS_MIXED,
         share: tuple[int, int] = (0, 1),
+        topic_prefix: str = TOPIC_PREFIX,
     ) -> None:
         """`share` = (k, n): this generator sends for the k-th of n contiguous blocks of the
         fleet, at `rate` (its own part of the total), so n processes split one fleet and each
@@ -194,6 +199,7 @@ class MessageGenerator:
         self.batch_share = batch_share
         self.missing_ts_share = 0.0 if ts_format == TS_EPOCH_MS else missing_ts_share
         self.ts_format = ts_format
+        self.topic_prefix = topic_prefix
         self.clock = clock
         #: seconds between two messages of one device
         self.device_interval_s = len(self.devices) / rate
@@ -207,13 +213,19 @@ class MessageGenerator:
         if batch_share == 0 and ts_format == TS_EPOCH_MS:
             self.prebuilt = PrebuiltReadings(self.devices, self.rng, self.device_interval_s)
 
+    def telemetry_topic(self, device_id: str) -> str:
+        return telemetry_topic(device_id, self.topic_prefix)
+
+    def metadata_topic(self, device_id: str) -> str:
+        return metadata_topic(device_id, self.topic_prefix)
+
     # ---- the stream ----
 
     def metadata_messages(self) -> list[OutboundMessage]:
         """Every device's retained metadata, published once at start."""
         return [
             OutboundMessage(
-                metadata_topic(d.device_id),
+                self.metadata_topic(d.device_id),
                 _dumps(d.metadata()),
                 d.device_id,
                 d.kind,
@@ -246,7 +258,7 @@ class MessageGenerator:
             device.last_ts_ms = ts_ms
             device.seq += 1
             return OutboundMessage(
-                telemetry_topic(device.device_id),
+                self.telemetry_topic(device.device_id),
                 self.prebuilt.render(device, ts_ms, device.seq),
                 device.device_id,
                 device.kind,
@@ -260,7 +272,7 @@ class MessageGenerator:
         readings = self._good_readings(device, count, allow_missing_ts=not batch)
         payload: Any = readings if batch else readings[0]
         return OutboundMessage(
-            telemetry_topic(device.device_id),
+            self.telemetry_topic(device.device_id),
             _dumps(payload),
             device.device_id,
             device.kind,
@@ -328,7 +340,7 @@ class MessageGenerator:
     def _whole(self, device: SimulatedDevice, payload: bytes, reason: Reason) -> OutboundMessage:
         """A message ingest rejects as a whole."""
         return OutboundMessage(
-            telemetry_topic(device.device_id),
+            self.telemetry_topic(device.device_id),
             payload,
             device.device_id,
             device.kind,
@@ -348,7 +360,7 @@ class MessageGenerator:
             )
         payload = _dumps(self._frozen_reading(device, self._now_ms()))
         return OutboundMessage(
-            telemetry_topic(bad_id),
+            self.telemetry_topic(bad_id),
             payload,
             bad_id,
             device.kind,
@@ -406,7 +418,7 @@ class MessageGenerator:
         readings.insert(self.rng.randint(0, len(readings)), bad)
         payload: Any = readings if len(readings) > 1 else readings[0]
         return OutboundMessage(
-            telemetry_topic(device.device_id),
+            self.telemetry_topic(device.device_id),
             _dumps(payload),
             device.device_id,
             device.kind,
@@ -448,7 +460,7 @@ class MessageGenerator:
         reading = self._reading(device, self._now_ms())
         reading["seq"] = _BAD_SEQS[variant % len(_BAD_SEQS)]
         return OutboundMessage(
-            telemetry_topic(device.device_id),
+            self.telemetry_topic(device.device_id),
             _dumps(reading),
             device.device_id,
             device.kind,
@@ -468,7 +480,7 @@ class MessageGenerator:
         target["metrics"][metric] = bad_value
         payload: Any = readings if count > 1 else readings[0]
         return OutboundMessage(
-            telemetry_topic(device.device_id),
+            self.telemetry_topic(device.device_id),
             _dumps(payload),
             device.device_id,
             device.kind,
@@ -508,7 +520,7 @@ class MessageGenerator:
         # retained, so it is rejected once rather than on every ingest restart.
         ghost = f"{device.device_id}-ghost"
         return OutboundMessage(
-            metadata_topic(ghost),
+            self.metadata_topic(ghost),
             _BAD_METADATA[variant % len(_BAD_METADATA)],
             ghost,
             device.kind,

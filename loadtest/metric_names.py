@@ -38,9 +38,11 @@ SINK_POINTS_WRITTEN: tuple[MetricMatch, ...] = (
     MetricMatch(("points", "written")),
     MetricMatch(("points", "stored")),
 )
-#: Readings the processors took in, at their first agent (processors/metrics.py:
-#: telemetry_processor_records_in_total{agent="validate"}).
+#: Readings the processors took in from telemetry.raw (processors/metrics.py:
+#: telemetry_processor_records_in_total{agent="readings"}, the one-hop chain; `validate` was
+#: the first of the four agents before it).
 PROCESSOR_IN: tuple[MetricMatch, ...] = (
+    MetricMatch(("processor", "records", "in"), where=(("agent", "readings"),)),
     MetricMatch(("processor", "records", "in"), where=(("agent", "validate"),)),
 )
 #: Histogram of ingest receive time -> database accepted, per point (sinks/metrics.py:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,13 @@ from typing import IO
 
 from loadtest.settings import RunSettings
 from stack.processes import port_is_free
+
+
+def free_port() -> int:
+    """A port nothing listens on now (for a component the benchmark starts on its own)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class StartError(RuntimeError):

@@ -37,20 +37,66 @@ def _series(timeline: list[dict[str, Any]], key: str) -> tuple[list[float], list
     return xs, ys
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
-    timeline: list[dict[str, Any]] = report.get("timeline") or []
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
+def _title(report: dict[str, Any]) -> str:
     run = report.get("run", {})
-    fig.suptitle(
-        f"telemetry benchmark {run.get('started_at', '')}: {run.get('devices', '?')} devices, "
+    mode = run.get("mode", "fixed_rate")
+    when = run.get("started_at", "")
+    if mode == "component":
+        c = report.get("component", {})
+        return (
+            f"telemetry benchmark --component {run.get('component', '?')} {when}: "
+            f"{run.get('count', '?')} readings, {c.get('readings_per_s', '?')} readings/s steady"
+        )
+    if mode == "find_max":
+        fm = report.get("find_max", {})
+        return (
+            f"telemetry benchmark --find-max {when}: held {fm.get('max_rate_held', '?')} msg/s "
+            f"({run.get('devices', '?')} devices, {run.get('duration_s', '?')} s steps)"
+        )
+    return (
+        f"telemetry benchmark {when}: {run.get('devices', '?')} devices, "
         f"{run.get('rate_asked', '?')} msg/s asked, {run.get('duration_s', '?')} s"
     )
+
+
+def _cpu_bars(ax: Any, table: dict[str, Any] | None) -> None:
+    """The CPU table as bars: µs per reading of each process; the simulator (load) greyed."""
+    rows = (table or {}).get("rows") or {}
+    named = [(n, r) for n, r in rows.items() if isinstance(r.get("us_per_reading"), int | float)]
+    if not named:
+        ax.text(0.5, 0.5, "no CPU figures", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    colours = {"component": "tab:blue", "server": "tab:orange", "load": "tab:grey"}
+    names = [n for n, _ in named][::-1]
+    values = [float(r["us_per_reading"]) for _, r in named][::-1]
+    ax.barh(names, values, color=[colours.get(r.get("role", ""), "tab:blue")
+                                  for _, r in named][::-1])
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:,.1f}", va="center", fontsize="small")
+    total = (table or {}).get("pipeline_us_per_reading")
+    ax.set_xlabel(
+        f"CPU µs per reading (pipeline total {total}; blue: components, orange: servers, "
+        "grey: the simulator)"
+    )
+    ax.grid(True, axis="x", alpha=0.3)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    timeline: list[dict[str, Any]] = report.get("timeline") or []
+    fig, (top, middle, bottom) = plt.subplots(
+        3, 1, figsize=(11, 11), gridspec_kw={"height_ratios": [3, 2, 2]}
+    )
+    middle.sharex(top)
+    fig.suptitle(_title(report))
+    run = report.get("run", {})
     for key, label in (
         ("sent_per_s", "simulator sent (msg/s)"),
         ("in_per_s", "MQTT in, ingest (msg/s)"),
         ("processed_per_s", "readings processed (/s)"),
         ("written_per_s", "points written, sink (/s)"),
         ("stored_per_s", "points stored, InfluxDB seq (/s)"),
+        ("done_per_s", f"backlog done, {run.get('component', 'component')} (readings/s)"),
     ):
         xs, ys = _series(timeline, key)
         if xs:
@@ -62,18 +108,28 @@ def plot(report: dict[str, Any], path: Path) -> None:
         rows = [{"t_s": r["t_s"], "v": (r.get("rss_mib") or {}).get(name)} for r in timeline]
         xs, ys = _series(rows, "v")
         if xs:
-            bottom.plot(xs, ys, label=name)
-    bottom.set_ylabel("resident memory (MiB)")
-    bottom.set_xlabel("seconds since the simulator started")
-    bottom.grid(True, alpha=0.3)
-    load_end = run.get("duration_s")
-    for ax in (top, bottom):
+            middle.plot(xs, ys, label=name)
+    middle.set_ylabel("resident memory (MiB)")
+    middle.set_xlabel("seconds since the load (or the component) started")
+    middle.grid(True, alpha=0.3)
+    load_end = run.get("duration_s") if run.get("mode", "fixed_rate") == "fixed_rate" else None
+    starts: dict[int, tuple[float, float]] = {}
+    for row in timeline:
+        if "step" in row and row["step"] not in starts:
+            starts[row["step"]] = (float(row["t_s"]), float(row.get("step_rate") or 0))
+    for ax in (top, middle):
         if isinstance(load_end, int | float):
             ax.axvline(load_end, color="grey", linestyle="--", linewidth=1)
+        for t, rate in starts.values():
+            ax.axvline(t, color="grey", linestyle=":", linewidth=1)
+            if ax is top:
+                ax.text(t, 1.0, f" {rate:g}", transform=ax.get_xaxis_transform(),
+                        fontsize="x-small", va="bottom")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right", fontsize="small")
         else:
             ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes)
+    _cpu_bars(bottom, report.get("cpu_us_per_reading"))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -37,11 +37,16 @@ def parse_metrics(text: str) -> Families:
 def find_match(
     families: Families, matches: Iterable[MetricMatch]
 ) -> tuple[str, MetricMatch] | None:
-    """The first family (shortest name on ties) matched by the first matching alternative."""
+    """The first family (shortest name on ties) matched by the first matching alternative.
+
+    An alternative with label values (`where`) matches only a family that has such samples,
+    so the next alternative can name other label values of the same family.
+    """
     for match in matches:
         hits = sorted((n for n in families if match.matches(n)), key=lambda n: (len(n), n))
-        if hits:
-            return hits[0], match
+        for name in hits:
+            if not match.where or _samples(families, (name, match)):
+                return name, match
     return None
 
 

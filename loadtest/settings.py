@@ -47,6 +47,10 @@ class SimulatorSettings(ObservabilitySettings):
     """`ts` of good readings: `mixed` (epoch ms about 60%, RFC 3339 with offsets, or missing)
     or `epoch_ms` (always epoch milliseconds). `epoch_ms` with `simulate_batch_share=0`
     sends pre-rendered readings (loadtest/prebuilt.py), for rates of 10,000 msg/s and more."""
+    simulate_topic_prefix: str = "devices"
+    """First level of the MQTT topics (`<prefix>/<id>/telemetry`, `<prefix>/<id>/metadata`).
+    The contract's is `devices`; `telemetry benchmark --component ingest` uses a prefix of its
+    own, so that no other ingest on a shared broker takes its messages."""
     simulate_processes: int = 0
     """Sending processes, each with its own block of devices and MQTT connection; 0 = as many
     as the rate needs (one per ~8,000 msg/s pre-rendered, ~4,000 otherwise), at most one per

@@ -127,6 +127,7 @@ class Simulation:
             metrics_per_reading=settings.simulate_metrics_per_reading,
             ts_format=settings.simulate_ts_format,
             share=share,
+            topic_prefix=settings.simulate_topic_prefix,
         )
         self.tally = SendTally(self.generator.devices)
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
@@ -652,6 +653,8 @@ def check_settings(s: SimulatorSettings, duration: float | None, count: int | No
         return "--device-prefix may only hold letters, digits, '_', '.', ':' and '-'"
     if len(s.simulate_device_prefix) > 100:
         return "--device-prefix must be at most 100 characters"
+    if not s.simulate_topic_prefix or any(c in s.simulate_topic_prefix for c in "/+#\0"):
+        return "TELEMETRY_SIMULATE_TOPIC_PREFIX must be one topic level: no '/', '+', '#'"
     if s.simulate_processes < 0:
         return "--processes must be 0 (as many as the rate needs) or more"
     if s.simulate_ts_format not in TS_FORMATS:

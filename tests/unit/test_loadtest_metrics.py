@@ -140,3 +140,14 @@ def test_the_sink_latency_histogram_over_a_run() -> None:
     assert "note" in sink_latency(None, None)
     assert histogram_buckets("junk {", names.SINK_END_TO_END) is None
     assert histogram_buckets(exposition(), names.SINK_END_TO_END) is None
+
+
+def test_processed_readings_are_the_one_hop_agent_s_when_it_exists() -> None:
+    reg = CollectorRegistry()
+    processed = Counter("telemetry_processor_records_in_total", "in", ["agent"], registry=reg)
+    processed.labels(agent="device_metadata").inc(50)
+    processed.labels(agent="readings").inc(4000)
+    families = parse_metrics(generate_latest(reg).decode())
+    assert total(families, names.PROCESSOR_IN) == 4000  # not the metadata agent's records
+    # the four-agent layout (first agent: validate) is still read
+    assert total(parse_metrics(exposition()), names.PROCESSOR_IN) == 2500

@@ -9,6 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
+
 from loadtest.benchmark import build_report
 from loadtest.report import percentiles, write_report
 
@@ -49,14 +51,14 @@ def test_writes_json_that_reads_back_and_a_png_plot(tmp_path: Path) -> None:
     report = sample_report()
     json_path, png_path = write_report(report, tmp_path / "reports" / "20261121T060000Z")
     assert json.loads(json_path.read_text()) == report
-    assert png_size(png_path) == (1100, 800)
+    assert png_size(png_path) == (1100, 1100)
     assert png_path.stat().st_size > 20_000  # lines were drawn, not an empty canvas
 
 
 def test_an_empty_timeline_still_gives_a_plot(tmp_path: Path) -> None:
     report: dict[str, Any] = {"run": {}, "timeline": []}
     _, png_path = write_report(report, tmp_path)
-    assert png_size(png_path) == (1100, 800)
+    assert png_size(png_path) == (1100, 1100)
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -144,3 +146,76 @@ def test_counts_that_could_not_be_read_are_null_not_zero() -> None:
     assert points["stored"] is None and points["lost"] is None and points["missing_seq"] is None
     assert report["throughput"]["points_stored_per_s"] is None
     assert points["expected"] == 100
+
+
+def table(us: float) -> dict[str, Any]:
+    from loadtest.cpu_table import CpuSample, cpu_table
+
+    names = ("ingest", "process", "sink", "mosquitto", "kafka", "influxdb")
+    before = CpuSample(0.0, dict.fromkeys(names, 0.0))
+    after = CpuSample(10.0, dict.fromkeys(names, us * 1e-6 * 1000))
+    return cpu_table(before, after, 1000, extra_seconds={"simulate": 0.05})
+
+
+def test_a_find_max_report_has_every_step_the_rate_held_and_its_cpu_table(
+    tmp_path: Path,
+) -> None:
+    from loadtest.benchmark import find_max_report
+
+    steps = [
+        {"index": 0, "rate_asked": 1000.0, "held": True, "failed_because": [],
+         "lag": {"growth_over_step": 0}, "sent_rate": 999.0, "lost": 0, "p99_ms": 500.0,
+         "cpu_us_per_reading": table(10.0)},
+        {"index": 1, "rate_asked": 2000.0, "held": False, "failed_because": ["3 readings lost"],
+         "lag": {"growth_over_step": 900}, "sent_rate": 1999.0, "lost": 3, "p99_ms": 2500.0,
+         "cpu_us_per_reading": table(20.0), "simulator_kept_up": True},
+    ]  # fmt: skip
+    result = {"max_rate_held": 1000.0, "stopped_because": "2 bisections", "steps": steps,
+              "criteria": {"max_p99_ms": 2000.0}, "step_duration_s": 30.0}
+    args = SimpleNamespace(devices=50, payload="uniform", bad_ratio=0.0, seed=1,
+                           step_duration=30.0)
+    timeline = SimpleNamespace(
+        rows=[{"t_s": t, "sent_per_s": 1000.0, "step": t // 10, "step_rate": 1000.0 * (t // 10 + 1),
+               "rss_mib": {"ingest": 50.0}} for t in range(0, 20, 2)],
+        pids={"ingest": 7}, peak_rss={"ingest": 55.5}, cpu={"ingest": 3.0},
+    )  # fmt: skip
+    report = find_max_report(cast(Any, args), "b-", START, ["g"], result,
+                             cast(Any, timeline), {"ingest": 0})
+    assert report["run"]["mode"] == "find_max"
+    assert report["find_max"]["max_rate_held"] == 1000.0 and len(report["find_max"]["steps"]) == 2
+    assert report["cpu_us_per_reading_step"] == 0  # the table of the highest held step
+    rows = report["cpu_us_per_reading"]["rows"]
+    assert {"ingest", "process", "sink", "mosquitto", "kafka", "influxdb"} <= set(rows)
+    assert all(isinstance(rows[n]["us_per_reading"], float) for n in rows)
+    assert report["components"]["ingest"]["peak_rss_mib"] == 55.5
+    json_path, png_path = write_report(report, tmp_path)
+    assert json.loads(json_path.read_text())["find_max"]["steps"][1]["lost"] == 3
+    assert png_size(png_path) == (1100, 1100)
+
+
+def test_a_component_report_has_throughput_and_cpu_per_reading(tmp_path: Path) -> None:
+    from loadtest.benchmark import component_report
+    from loadtest.component_bench import Replay, Sample
+    from loadtest.cpu_table import CpuSample
+
+    replay = Replay("process", backlog=2000, completed=True, seconds_to_done=5.0,
+                    notes={"committed_to_end": True}, exit_code=0, peak_rss_mib=80.0, pid=9)
+    for i, done in enumerate([0, 0, 0, 400, 1000, 1600, 2000]):
+        cpu: dict[str, float | None] = {
+            "process": 0.1 * i, "kafka": 1.0 + 0.01 * i, "mosquitto": 2.0, "influxdb": 3.0
+        }
+        replay.samples.append(Sample(0.5 * i, done, 0, CpuSample(0.5 * i, cpu), 60.0 + i))
+    args = SimpleNamespace(devices=50, count=2000, seed=1)
+    report = component_report(cast(Any, args), "b-", START, replay)
+    c = report["component"]
+    assert report["run"]["mode"] == "component" and c["name"] == "process"
+    assert c["completed"] and c["done"] == 2000 and c["committed_to_end"] is True
+    assert c["readings_per_s"] == round(1600 / 1.5, 1)  # from 10% (400 at 1.5 s) to 2000 at 3 s
+    assert c["window"]["how"].startswith("10%")
+    steady = report["cpu_us_per_reading"]["rows"]
+    assert steady["process"]["us_per_reading"] == pytest.approx(0.3 / 1600 * 1e6, rel=1e-3)
+    assert steady["kafka"]["role"] == "server"
+    assert report["cpu_us_per_reading_incl_startup"]["rows"]["process"]["cpu_seconds"] == 0.6
+    assert report["timeline"][4]["done_per_s"] == 1200.0
+    _, png_path = write_report(report, tmp_path)
+    assert png_size(png_path) == (1100, 1100)
