@@ -46,6 +46,10 @@ class ProcessorSettings(KafkaSettings, ObservabilitySettings):
     """Extra Faust agents to run (comma-separated or a JSON list), registered under the
     entry-point group `telemetry.agents`, e.g. `alerts`. The chain and the device tags
     table always run. An unknown name stops the worker at start."""
+    process_alert_rules_file: str | None = None
+    """The YAML rules file of the `alerts` agent (see processors/alert_rules.example.yaml);
+    required when `process_agents` names `alerts`. A wrong file stops the worker at start
+    with the file, the rule and what to fix. Read once at start: restart to change rules."""
 
     process_app_id: str = "telemetry-processors"
     """Faust application id: the Kafka consumer group and the prefix of Faust's own topics.
