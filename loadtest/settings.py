@@ -55,7 +55,7 @@ class SimulatorSettings(ObservabilitySettings):
     """Sending processes, each with its own block of devices and MQTT connection; 0 = as many
     as the rate needs (one per ~8,000 msg/s pre-rendered, ~4,000 otherwise), at most one per
     CPU."""
-    simulate_max_inflight: int = 1000
+    simulate_max_inflight: int = 5000
     """QoS 1 publishes awaiting PUBACK, per sending process; at the limit it waits for the
     broker (1..30000)."""
     simulate_ack_timeout_s: float = 30.0
