@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 MAX_DEVICE_ID_BYTES = 128
@@ -46,18 +47,25 @@ def topic_levels_of(topic_filter: str) -> list[str]:
     return levels
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(topic_filter: str) -> tuple[int | None, int, tuple[tuple[int, str], ...], int | None]:
+    """(exact level count or None after a `#`, levels before `#`, fixed levels, `+` level)."""
+    want = topic_levels_of(topic_filter)
+    before_hash = want.index("#") if "#" in want else len(want)
+    fixed = tuple((i, lv) for i, lv in enumerate(want[:before_hash]) if lv != "+")
+    device_level = want.index("+") if "+" in want[:before_hash] else None
+    exact = None if before_hash < len(want) else len(want)
+    return exact, before_hash, fixed, device_level
+
+
 def device_id_from_topic(topic: str, topic_filter: str) -> str | None:
     """The level of `topic` at the filter's first `+`; None when the topic does not match."""
-    want = topic_levels_of(topic_filter)
+    exact, before_hash, fixed, device_level = _compiled(topic_filter)
     have = topic.split("/")
-    device_level = want.index("+") if "+" in want else None
-    for i, level in enumerate(want):
-        if level == "#":
-            break
-        if i >= len(have) or (level != "+" and level != have[i]):
-            return None
-    else:
-        if len(have) != len(want):
+    if len(have) != exact if exact is not None else len(have) < before_hash:
+        return None
+    for i, level in fixed:
+        if have[i] != level:
             return None
     if device_level is None or device_level >= len(have):
         return None

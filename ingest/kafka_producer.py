@@ -1,10 +1,15 @@
-"""An idempotent confluent-kafka producer whose deliveries resolve asyncio futures.
+"""An idempotent confluent-kafka producer polled on the event loop, with an in-flight bound.
 
-librdkafka reports deliveries on whichever thread polls it (a dedicated thread here, or the
-one flushing at shutdown); each report hops to the event loop with `call_soon_threadsafe`.
-A semaphore bounds records in flight, so a slow or absent Kafka slows MQTT intake instead of
-filling memory. A failed delivery is produced again after a backoff for as long as the
-process lives: the MQTT message stays unacknowledged until then, so nothing is given up.
+The producer is polled by a timer on the event loop (every millisecond while records are in
+flight), so delivery reports run on the loop's own thread: no polling thread, no hop per
+report through `call_soon_threadsafe`, and no fight for the GIL with the MQTT reader. Each
+record's `on_done(record, error)` is called once: error None when Kafka has it, a
+`DeliveryAbandoned` at shutdown, or the exception Kafka refused it with. A failed delivery is
+produced again after a backoff for as long as the process lives: the MQTT message stays
+unacknowledged until then, so nothing is given up.
+
+Backpressure: `has_room` turns false at `max_in_flight` records (or while librdkafka's own
+queue is full); `on_room` is called when there is room again.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ingest.metrics import DELIVERY_LATENCY, DELIVERY_RETRIES, RECORDS_IN_FLIGHT
-from ingest.records import Headers
+from ingest.records import Headers, Outgoing
 from plumbing.backoff import Backoff
 
 log = logging.getLogger("ingest.kafka")
@@ -58,45 +64,42 @@ class DeliveryAbandoned(RuntimeError):
     """The record was not confirmed before shutdown (or a fatal producer error)."""
 
 
-class _Record:
-    __slots__ = ("backoff", "future", "headers", "key", "topic", "value")
+#: on_done(record, error): error None when Kafka confirmed the record.
+OnDone = Callable[[Outgoing, BaseException | None], None]
 
-    def __init__(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers,
-        future: asyncio.Future[None],
-    ) -> None:
-        self.topic = topic
-        self.key = key
-        self.value = value
-        self.headers = headers
-        self.future = future
-        self.backoff: Backoff | None = None
+#: How often the producer is polled while records are in flight, and when none are (then only
+#: for librdkafka's errors and logs).
+POLL_BUSY_S = 0.001
+POLL_IDLE_S = 0.2
 
 
-class AsyncProducer:
-    """Produces records and resolves each one's future when Kafka has it (acks=all)."""
+class KafkaOut:
+    """Produces records and reports each one's delivery (acks=all) on the event loop."""
 
     def __init__(
         self,
         config: dict[str, Any],
         max_in_flight: int,
         on_fatal: Callable[[str], None],
+        on_room: Callable[[], None],
         retry_max_s: float = 30.0,
     ) -> None:
         self._loop = asyncio.get_running_loop()
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        self._closed = False
         self._on_fatal = on_fatal
+        self._on_room = on_room
+        self._room_wanted = False
         self._retry_max_s = retry_max_s
-        self._retry_timers: dict[_Record, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._retry_timers: dict[
+            object, tuple[asyncio.TimerHandle, Outgoing, Headers, OnDone]] = {}
+        #: Records librdkafka had no room for (BufferError), produced in order when it has.
+        self._parked: deque[tuple[Outgoing, Headers, OnDone, Backoff | None]] = deque()
+        self._parked_timer: asyncio.TimerHandle | None = None
         self.reachable = False
         self._producer = Producer({
             "reconnect.backoff.ms": 250,
@@ -105,90 +108,110 @@ class AsyncProducer:
             "error_cb": self._on_error,
             "logger": librdkafka_log,
         })
-        self._stop_polling = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
-        self._poller.start()
+        self._stop_watching = threading.Event()
+        self._poll_timer: asyncio.TimerHandle | None = None
+        self._busy = False
+        self._poll()
+        RECORDS_IN_FLIGHT.set_function(lambda: self._in_flight)
 
     @property
     def in_flight(self) -> int:
         return self._in_flight
 
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
-    ) -> asyncio.Future[None]:
-        """Waits for a free slot, produces, and returns the future of the delivery."""
-        if self._closing:
-            raise DeliveryAbandoned("the producer is shutting down")
-        await self._slots.acquire()
-        self._in_flight += 1
-        RECORDS_IN_FLIGHT.inc()
-        self._idle.clear()
-        record = _Record(topic, key, value, headers, self._loop.create_future())
-        await self._produce(record)
-        return record.future
+    @property
+    def has_room(self) -> bool:
+        """False at the in-flight limit: the caller should take no more work until `on_room`."""
+        if self._in_flight < self._max_in_flight and not self._parked:
+            return True
+        self._room_wanted = True
+        return False
 
-    async def _produce(self, record: _Record) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    record.topic,
-                    record.value,
-                    record.key,
-                    headers=record.headers,
-                    on_delivery=functools.partial(self._on_delivery, record, time.monotonic()),
-                )
+    def produce(self, record: Outgoing, headers: Headers, on_done: OnDone) -> None:
+        """Hands the record to librdkafka (never waits); `on_done` reports its delivery."""
+        if self._closing:
+            on_done(record, DeliveryAbandoned("the producer is shutting down"))
+            return
+        self._in_flight += 1
+        if self._in_flight == 1:
+            self._idle.clear()
+        if not self._busy:
+            self._poll_busy()
+        if self._parked:  # keep the order: nothing overtakes a parked record
+            self._parked.append((record, headers, on_done, None))
+            return
+        self._produce(record, headers, on_done, None)
+
+    def _produce(
+        self, record: Outgoing, headers: Headers, on_done: OnDone, backoff: Backoff | None
+    ) -> bool:
+        try:
+            self._producer.produce(
+                record.topic, record.value, record.key, headers=headers,
+                on_delivery=functools.partial(
+                    self._on_delivery, record, headers, on_done, backoff, time.monotonic()),
+            )
+            return True
+        except BufferError:  # librdkafka's local queue is full: let it drain
+            self._parked.appendleft((record, headers, on_done, backoff))
+            if self._parked_timer is None:
+                self._parked_timer = self._loop.call_later(0.05, self._produce_parked)
+            return False
+        except KafkaException as exc:
+            # Refused before sending (size, arguments, fatal state): retrying cannot help.
+            self._settle(record, on_done, exc)
+            return True
+
+    def _produce_parked(self) -> None:
+        self._parked_timer = None
+        while self._parked:
+            entry = self._parked.popleft()
+            if not self._produce(*entry):
                 return
-            except BufferError:  # librdkafka's local queue is full: let it drain
-                await asyncio.sleep(0.05)
-            except KafkaException as exc:
-                # Refused before sending (size, arguments, fatal state): retrying cannot help.
-                self._settle(record, exc)
-                return
+        self._room_maybe()
 
     def _on_delivery(
-        self, record: _Record, started: float, err: KafkaError | None, _msg: Message
-    ) -> None:  # runs on a librdkafka polling thread
+        self, record: Outgoing, headers: Headers, on_done: OnDone, backoff: Backoff | None,
+        started: float, err: KafkaError | None, _msg: Message,
+    ) -> None:
         if err is None:
             DELIVERY_LATENCY.observe(time.monotonic() - started)
-        with contextlib.suppress(RuntimeError):  # the loop is gone: the process is exiting
-            self._loop.call_soon_threadsafe(self._delivered, record, err)
-
-    def _delivered(self, record: _Record, err: KafkaError | None) -> None:
-        if err is None:
-            self._settle(record, None)
+            self._settle(record, on_done, None)
         elif err.fatal():
-            self._settle(record, KafkaException(err))
+            self._settle(record, on_done, KafkaException(err))
             self._on_fatal(f"fatal Kafka producer error: {err.str()}")
         elif self._closing:
-            self._settle(record, DeliveryAbandoned(err.str()))
+            self._settle(record, on_done, DeliveryAbandoned(err.str()))
         else:
             DELIVERY_RETRIES.inc()
-            if record.backoff is None:
-                record.backoff = Backoff(0.5, self._retry_max_s)
-            delay = record.backoff.next_delay()
+            backoff = backoff or Backoff(0.5, self._retry_max_s)
+            delay = backoff.next_delay()
             log.warning("Kafka delivery to %s failed (%s); producing it again", record.topic,
                         err.str(), extra={"retry_in_s": round(delay, 2)})
-            self._retry_timers[record] = self._loop.call_later(delay, self._retry, record)
+            key = object()
+            timer = self._loop.call_later(delay, self._retry, key, backoff)
+            self._retry_timers[key] = (timer, record, headers, on_done)
 
-    def _retry(self, record: _Record) -> None:
-        self._retry_timers.pop(record, None)
-        task = self._loop.create_task(self._produce(record))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _retry(self, key: object, backoff: Backoff) -> None:
+        _timer, record, headers, on_done = self._retry_timers.pop(key)
+        if self._parked:
+            self._parked.append((record, headers, on_done, backoff))
+        else:
+            self._produce(record, headers, on_done, backoff)
 
-    def _settle(self, record: _Record, error: BaseException | None) -> None:
-        if not record.future.done():
-            if error is None:
-                record.future.set_result(None)
-            else:
-                record.future.set_exception(error)
+    def _settle(self, record: Outgoing, on_done: OnDone, error: BaseException | None) -> None:
         self._in_flight -= 1
-        RECORDS_IN_FLIGHT.dec()
-        self._slots.release()
         if self._in_flight == 0:
             self._idle.set()
+        on_done(record, error)
+        if self._room_wanted:
+            self._room_maybe()
 
-    def _on_error(self, err: KafkaError) -> None:  # runs on a librdkafka polling thread
+    def _room_maybe(self) -> None:
+        if self._room_wanted and self._in_flight < self._max_in_flight and not self._parked:
+            self._room_wanted = False
+            self._loop.call_soon(self._on_room)
+
+    def _on_error(self, err: KafkaError) -> None:  # runs wherever the producer is polled
         if err.fatal():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(
@@ -196,9 +219,22 @@ class AsyncProducer:
         else:
             log.warning("Kafka client error: %s", err.str())
 
+    def _poll_busy(self) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.cancel()
+        self._busy = True
+        self._poll_timer = self._loop.call_later(POLL_BUSY_S, self._poll)
+
     def _poll(self) -> None:
-        while not self._stop_polling.is_set():
-            self._producer.poll(0.1)
+        """Serves delivery reports, errors and logs, here on the loop; then re-arms."""
+        try:
+            self._producer.poll(0)
+        except Exception:  # a callback's bug: say so, and keep polling
+            log.exception("error while handling Kafka delivery reports")
+        finally:
+            self._busy = self._in_flight > 0
+            self._poll_timer = None if self._closed else self._loop.call_later(
+                POLL_BUSY_S if self._busy else POLL_IDLE_S, self._poll)
 
     def watch_reachability(self, topic: str, interval_s: float) -> None:
         """Keeps `reachable` current from a daemon thread (never delays the exit): True when a
@@ -208,7 +244,7 @@ class AsyncProducer:
 
     def _watch(self, topic: str, interval_s: float) -> None:
         backoff = Backoff(0.5, 30.0)
-        while not self._stop_polling.is_set():
+        while not self._stop_watching.is_set():
             try:
                 metadata = self._producer.list_topics(topic, timeout=5.0)
                 found = metadata.topics.get(topic)
@@ -220,24 +256,32 @@ class AsyncProducer:
             self.reachable = ok
             if ok:
                 backoff.reset()
-            self._stop_polling.wait(interval_s if ok else backoff.next_delay())
+            self._stop_watching.wait(interval_s if ok else backoff.next_delay())
 
     async def drain(self, timeout: float) -> int:
         """Stops retrying and waits up to `timeout` s for deliveries; returns what is left."""
         self._closing = True
-        for record, timer in list(self._retry_timers.items()):
-            timer.cancel()
-            self._settle(record, DeliveryAbandoned("shutdown before a retry"))
+        abandoned = list(self._retry_timers.values())
         self._retry_timers.clear()
+        for timer, record, _headers, on_done in abandoned:
+            timer.cancel()
+            self._settle(record, on_done, DeliveryAbandoned("shutdown before a retry"))
+        while self._parked:
+            record, _headers, on_done, _backoff = self._parked.popleft()
+            self._settle(record, on_done, DeliveryAbandoned("shutdown before it was produced"))
         if self._in_flight:
-            queued = await self._loop.run_in_executor(None, self._producer.flush, timeout)
-            if queued == 0:  # all reported: let their callbacks reach the loop
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._idle.wait(), 5.0)
+            self._producer.flush(0)  # send what lingers now, not after linger.ms
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout)
         return self._in_flight
 
     def close(self) -> None:
-        """Stops the polling thread; records still queued are dropped (never acknowledged)."""
+        """Stops polling; records still queued are dropped (never acknowledged)."""
         self._closing = True
-        self._stop_polling.set()
-        self._poller.join(timeout=5)
+        self._closed = True
+        self._stop_watching.set()
+        if self._poll_timer is not None:
+            self._poll_timer.cancel()
+            self._poll_timer = None
+        if self._parked_timer is not None:
+            self._parked_timer.cancel()

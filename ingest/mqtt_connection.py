@@ -5,6 +5,9 @@ is read, so it is switched to manual acknowledgement and the PUBACK goes out thr
 `InOrderAcks` only once Kafka has the message. A new connection is a new `MqttConnection`:
 acknowledgements left over from a dropped one are never sent (the broker delivers those
 messages again, with the same session, and they are produced again).
+
+Messages are handed to `on_message` as paho parses them, on the event loop's thread (paho
+reads in aiomqtt's reader callback): no queue, task or future per message.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple, NoReturn
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -30,8 +34,7 @@ from ingest.settings import IngestSettings
 log = logging.getLogger("ingest.mqtt")
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
+class Inbound(NamedTuple):
     """A PUBLISH as received. `topic` keeps bytes that are not UTF-8 as surrogate escapes
     (the broker should never send such a topic; if it does, it is rejected, not crashed on)."""
 
@@ -39,7 +42,59 @@ class Inbound:
     payload: bytes
     qos: int
     mid: int
-    retain: bool
+
+
+class BufferedSocket:
+    """The broker socket as paho sees it, read up to 32 KiB at a time.
+
+    paho reads every packet with three or more `recv` calls (the type byte, each length
+    byte, then the rest): as many system calls per message. This serves those reads from one
+    large read instead. `pending()` counts what is buffered; aiomqtt's reader callback keeps
+    calling paho while it is above zero (as it does for TLS), so nothing waits in the buffer
+    for the socket to become readable again.
+
+    One round of that callback (it ends when `pending()` says 0) reads the socket in large
+    once; a packet cut by the end of that read is completed with reads of just what paho asks
+    for. So a round handles at most CHUNK bytes and the event loop is never starved by a
+    backlog (which the broker sends as fast as it can after CONNACK). Everything else is the
+    wrapped socket's.
+    """
+
+    CHUNK = 32768
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+        self._filled = False  # read in large this round
+        self._inner_pending: Callable[[], int] | None = getattr(sock, "pending", None)
+
+    def recv(self, bufsize: int) -> bytes:
+        pos = self._pos
+        if pos < len(self._buf):
+            chunk = self._buf[pos:pos + bufsize]
+            self._pos = pos + len(chunk)
+            return chunk
+        if self._filled:
+            return self._sock.recv(bufsize)
+        data: bytes = self._sock.recv(max(bufsize, self.CHUNK))
+        self._filled = True
+        if len(data) <= bufsize:
+            return data
+        self._buf = data
+        self._pos = bufsize
+        return data[:bufsize]
+
+    def pending(self) -> int:
+        buffered = len(self._buf) - self._pos
+        if self._inner_pending is not None:
+            buffered += self._inner_pending()
+        if buffered == 0:
+            self._filled = False  # the round is over: the next one may read in large
+        return buffered
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 class SubscribeRefused(aiomqtt.MqttError):
@@ -47,8 +102,14 @@ class SubscribeRefused(aiomqtt.MqttError):
 
 
 class MqttConnection:
-    def __init__(self, settings: IngestSettings) -> None:
+    """`on_message(conn, message)` is called for every PUBLISH, in arrival order."""
+
+    def __init__(
+        self, settings: IngestSettings, on_message: Callable[[MqttConnection, Inbound], None]
+    ) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._handler = on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = settings.mqtt_session_expiry_s
         props.ReceiveMaximum = settings.mqtt_receive_maximum
@@ -71,13 +132,18 @@ class MqttConnection:
         self._paho: paho.Client = self._client._client
         self._paho.manual_ack_set(True)
         self._paho.on_message = self._on_message
-        self._inbox: asyncio.Queue[Inbound] = asyncio.Queue()
-        self._open = False
+        self._create_socket = self._paho._create_socket
+        self._paho._create_socket = self._buffered_socket  # type: ignore[method-assign]
+        #: False once the connection is being closed; PUBACKs are sent only while True. A
+        #: persistent session's messages arrive right after CONNACK, so this starts True.
+        self._open = True
         self.acks = InOrderAcks(self._send_puback)
+
+    def _buffered_socket(self) -> BufferedSocket:
+        return BufferedSocket(self._create_socket())
 
     async def __aenter__(self) -> MqttConnection:
         await self._client.__aenter__()
-        self._open = True
         return self
 
     async def __aexit__(
@@ -114,36 +180,30 @@ class MqttConnection:
         _check_granted(metadata_filter, granted)
 
     async def unsubscribe(self, *topic_filters: str) -> None:
-        """Stops new deliveries; everything sent before the UNSUBACK is in the inbox after."""
+        """Stops new deliveries; everything sent before the UNSUBACK has been handed to
+        `on_message` when this returns (paho reads the connection in order)."""
         await self._client.unsubscribe(list(topic_filters))
 
-    def inbox_empty(self) -> bool:
-        return self._inbox.empty()
-
-    async def next_message(self) -> Inbound:
-        """The next PUBLISH; raises aiomqtt.MqttError when the connection is lost."""
-        get = asyncio.ensure_future(self._inbox.get())
-        try:
-            await asyncio.wait(
-                (get, self._client._disconnected), return_when=asyncio.FIRST_COMPLETED
-            )
-        except asyncio.CancelledError:
-            get.cancel()
-            raise
-        if get.done():
-            return get.result()
-        get.cancel()
+    async def wait_lost(self) -> NoReturn:
+        """Returns only by raising aiomqtt.MqttError, when the connection is lost."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._client._disconnected)
         raise aiomqtt.MqttError("disconnected from the broker") from (
             self._client._disconnected.exception()
+            if self._client._disconnected.done() else None
         )
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        raw_topic: bytes = message._topic
         try:
-            topic = message.topic
+            topic = raw_topic.decode()
         except UnicodeDecodeError:
-            topic = message._topic.decode("utf-8", "surrogateescape")
-        inbound = Inbound(topic, bytes(message.payload), message.qos, message.mid, message.retain)
-        self._loop.call_soon_threadsafe(self._inbox.put_nowait, inbound)
+            topic = raw_topic.decode("utf-8", "surrogateescape")
+        inbound = Inbound(topic, bytes(message.payload), message.qos, message.mid)
+        if threading.get_ident() == self._loop_thread:
+            self._handler(self, inbound)
+        else:  # paho reads in aiomqtt's reader callback, so this is not expected
+            self._loop.call_soon_threadsafe(self._handler, self, inbound)
 
     def _send_puback(self, mid: int, qos: int) -> None:
         if qos == 0:

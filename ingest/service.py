@@ -14,12 +14,13 @@ import functools
 import logging
 import signal
 import time
-import uuid
+from collections import deque
+from typing import Any
 
 import aiomqtt
 
 from ingest.acks import PendingAck
-from ingest.kafka_producer import AsyncProducer, DeliveryAbandoned
+from ingest.kafka_producer import DeliveryAbandoned, KafkaOut
 from ingest.metrics import (
     MESSAGES_RECEIVED,
     METADATA_PRODUCED,
@@ -32,6 +33,7 @@ from ingest.records import (
     Outgoing,
     dead_letter_outgoing,
     headers,
+    new_trace_id,
     records_for,
 )
 from ingest.rejected import Rejected
@@ -51,8 +53,12 @@ class IngestService:
         self.subscribed = False
         self._exit_code = 0
         self._unsubscribed = False
-        self._intake_waiting = False
         self._deadline: float | None = None
+        #: Messages received while the producer had no room, in arrival order. The broker
+        #: sends at most `mqtt_receive_maximum` unacknowledged messages, which bounds it.
+        self._backlog: deque[tuple[MqttConnection, Inbound]] = deque()
+        self._received = {kind: MESSAGES_RECEIVED.labels(kind=kind)
+                          for kind in ("telemetry", "metadata")}
 
     async def run(self) -> int:
         """Runs until SIGTERM/SIGINT (exit code 0) or a fatal Kafka error (1)."""
@@ -60,8 +66,9 @@ class IngestService:
         self._stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        self.producer = AsyncProducer(
-            self.settings.producer_config(), self.settings.ingest_max_in_flight, self._fatal)
+        self.producer = KafkaOut(self.settings.producer_config(),
+                                 self.settings.ingest_max_in_flight, self._fatal,
+                                 on_room=self._take_backlog)
         self.producer.watch_reachability(RAW, self.settings.kafka_probe_interval_s)
         self.health.checks["mqtt_subscribed"] = lambda: self.subscribed
         self.health.checks["kafka_reachable"] = lambda: self.producer.reachable
@@ -89,7 +96,7 @@ class IngestService:
         backoff = Backoff(0.5, s.mqtt_reconnect_max_s)
         while not self._stop.is_set():
             try:
-                async with MqttConnection(s) as conn:
+                async with MqttConnection(s, self._on_message) as conn:
                     await conn.subscribe(s.shared_telemetry_filter, s.mqtt_metadata_filter)
                     MQTT_CONNECTS.labels(outcome="subscribed").inc()
                     backoff.reset()
@@ -105,6 +112,8 @@ class IngestService:
                     return
             except aiomqtt.MqttError as exc:
                 self.subscribed = False
+                # What waited for room came on the lost connection: the broker sends it again.
+                self._backlog.clear()
                 MQTT_CONNECTS.labels(outcome="failed").inc()
                 if self._stop.is_set():
                     break
@@ -116,30 +125,29 @@ class IngestService:
         await self._drain(None)
 
     async def _serve(self, conn: MqttConnection) -> None:
-        """Takes messages until stopped; raises aiomqtt.MqttError when the connection drops.
+        """Serves until stopped; raises aiomqtt.MqttError when the connection drops.
 
-        When the session is to end on shutdown, the subscriptions are dropped first and what
-        the broker sent before its UNSUBACK is still handled: a session can only be ended
-        once nothing it delivered is left unacknowledged.
+        Messages are handled in `_on_message` as paho reads them. When the session is to end
+        on shutdown, the subscriptions are dropped first and what the broker sent before its
+        UNSUBACK is still handled: a session can only be ended once nothing it delivered is
+        left unacknowledged.
         """
-        self._intake_waiting = False
-        intake = asyncio.create_task(self._intake(conn))
-        stopped = asyncio.create_task(self._stop.wait())
+        lost = asyncio.ensure_future(conn.wait_lost())
+        stopped = asyncio.ensure_future(self._stop.wait())
         try:
-            await asyncio.wait((intake, stopped), return_when=asyncio.FIRST_COMPLETED)
-            if intake.done():
-                intake.result()
+            await asyncio.wait((lost, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if lost.done():
+                lost.result()
             self._deadline = time.monotonic() + self.settings.ingest_shutdown_timeout_s
             if self.settings.mqtt_end_session_on_shutdown and self._exit_code == 0:
-                await self._finish_intake(conn, intake)
+                await self._finish_intake(conn, lost)
         finally:
             stopped.cancel()
-            if not intake.done():
-                intake.cancel()  # a message half produced stays unacknowledged: redelivered
-            with contextlib.suppress(asyncio.CancelledError):
-                await intake
+            lost.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await lost
 
-    async def _finish_intake(self, conn: MqttConnection, intake: asyncio.Task[None]) -> None:
+    async def _finish_intake(self, conn: MqttConnection, lost: asyncio.Future[Any]) -> None:
         deadline = time.monotonic() + self.settings.ingest_shutdown_timeout_s
         if self._deadline is not None:
             deadline = self._deadline
@@ -150,19 +158,12 @@ class IngestService:
             log.warning("could not unsubscribe; keeping the session", extra={"error": str(exc)})
             return
         self._unsubscribed = True
-        while not (self._intake_waiting and conn.inbox_empty()) and not intake.done():
+        while self._backlog and not lost.done():
             if time.monotonic() > deadline:
                 log.warning("messages received before unsubscribing were not all handled in "
                             "time; keeping the session so the broker delivers them again")
                 return
             await asyncio.sleep(0.05)
-
-    async def _intake(self, conn: MqttConnection) -> None:
-        while True:
-            self._intake_waiting = True
-            message = await conn.next_message()
-            self._intake_waiting = False
-            await self._handle(conn, message)
 
     async def _drain(self, conn: MqttConnection | None) -> None:
         timeout = self.settings.ingest_shutdown_timeout_s
@@ -181,13 +182,27 @@ class IngestService:
             conn is not None
             and self._unsubscribed
             and self._exit_code == 0
-            and conn.inbox_empty()
+            and not self._backlog
             and len(conn.acks) == 0
         ):
             await conn.end_session()
             log.info("MQTT session ended: the group's other pods take this pod's share")
 
-    async def _handle(self, conn: MqttConnection, message: Inbound) -> None:
+    def _on_message(self, conn: MqttConnection, message: Inbound) -> None:
+        """Handles a message now, or keeps it (in order) until the producer has room."""
+        if self._backlog or not self.producer.has_room or self._exit_code:
+            self._backlog.append((conn, message))
+        else:
+            self._handle(conn, message)
+
+    def _take_backlog(self) -> None:
+        backlog = self._backlog
+        while backlog and self.producer.has_room and not self._exit_code:
+            conn, message = backlog.popleft()
+            if conn.connected:
+                self._handle(conn, message)
+
+    def _handle(self, conn: MqttConnection, message: Inbound) -> None:
         received_at_ms = time.time_ns() // 1_000_000
         try:
             kind, records = records_for(message.topic, message.payload, self.settings,
@@ -196,21 +211,21 @@ class IngestService:
             log.exception("could not decode a message; dead-lettering it",
                           extra={"topic": ascii(message.topic[:200])})
             kind, records = "telemetry", [_internal_error(message)]
-        MESSAGES_RECEIVED.labels(kind=kind).inc()
+        self._received[kind].inc()
         pending = conn.acks.track(message.mid, message.qos, len(records)) if message.qos else None
-        trace = headers(uuid.uuid4().hex, received_at_ms)
+        trace = headers(new_trace_id(), received_at_ms)
+        confirmed = functools.partial(self._confirmed, conn, pending)
+        produce = self.producer.produce
         for record in records:
-            future = await self.producer.send(record.topic, record.key, record.value, trace)
-            future.add_done_callback(functools.partial(self._confirmed, conn, pending, record))
+            produce(record, trace, confirmed)
 
     def _confirmed(
         self,
         conn: MqttConnection,
         pending: PendingAck | None,
         record: Outgoing,
-        future: asyncio.Future[None],
+        error: BaseException | None,
     ) -> None:
-        error = future.exception() if not future.cancelled() else DeliveryAbandoned("cancelled")
         if error is not None:
             if not isinstance(error, DeliveryAbandoned):
                 self._fatal(f"Kafka refused a {record.kind} record for {record.topic}: {error}")
@@ -221,7 +236,6 @@ class IngestService:
             METADATA_PRODUCED.inc()
         if pending is not None:
             conn.acks.part_done(pending)
-
 
 
 def _internal_error(message: Inbound) -> Outgoing:

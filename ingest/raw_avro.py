@@ -1,0 +1,144 @@
+"""Single-object Avro of a RawReading, written by hand because it is ingest's hot path.
+
+fastavro spends ~25 µs on one reading of 4 metrics, most of it choosing union branches; this
+writer knows the schema and takes ~6 µs. Its bytes are exactly the codec's (the unit tests
+compare them over ordinary, hostile and random readings). It is used only while the newest
+`RawReading` in `schemas/` has the layout it was written for (`LAYOUT`); any other layout
+(a v2 added to the schemas) falls back to the codec until this writer is updated.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from schemas.codec import MAGIC, default_codec
+
+#: The newest RawReading's fields this writer implements: (name, type) without docs.
+LAYOUT: list[tuple[str, Any]] = [
+    ("device_id", "string"),
+    ("ts", ["null", "long", "string"]),
+    ("received_at_ms", "long"),
+    ("seq", ["null", "long", "string"]),
+    ("metrics", {"type": "array", "items": {"type": "record", "name": "RawMetric", "fields": [
+        ("name", "string"),
+        ("value", ["null", "double", "long", "boolean", "string"]),
+        ("unit", ["null", "string"]),
+    ]}}),
+]
+
+_DOUBLE = struct.Struct("<d").pack
+_ONE_BYTE = [bytes((z,)) for z in range(128)]
+
+
+def _long(n: int) -> bytes:
+    """Zig-zag varint of an int64."""
+    z = (n << 1) ^ (n >> 63)
+    if z < 0x80:
+        return _ONE_BYTE[z]
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def _string(text: str) -> bytes:
+    data = text.encode()
+    n = len(data)
+    return (_ONE_BYTE[n << 1] if n < 64 else _long(n)) + data
+
+
+def _null_long_string(value: int | str | None) -> bytes:
+    if value is None:
+        return b"\x00"
+    if type(value) is int:
+        return b"\x02" + _long(value)
+    return b"\x04" + _string(value)  # type: ignore[arg-type]
+
+
+def _double(v: float) -> bytes:
+    return b"\x02" + _DOUBLE(v)
+
+
+def _int(v: int) -> bytes:
+    return b"\x04" + _long(v)
+
+
+def _bool(v: bool) -> bytes:
+    return b"\x06\x01" if v else b"\x06\x00"
+
+
+def _str(v: str) -> bytes:
+    return b"\x08" + _string(v)
+
+
+def _null(_v: None) -> bytes:
+    return b"\x00"
+
+
+#: Python type of a metric value (as ingest.payload makes them) -> its union branch.
+_VALUE: dict[type, Callable[[Any], bytes]] = {
+    float: _double, int: _int, bool: _bool, str: _str, type(None): _null}
+
+
+def _layout_of(raw: dict[str, Any]) -> list[tuple[str, Any]]:
+    def strip(t: Any) -> Any:
+        if isinstance(t, dict) and t.get("type") == "record":
+            return {"type": "record", "name": t["name"],
+                    "fields": [(f["name"], strip(f["type"])) for f in t["fields"]]}
+        if isinstance(t, dict) and t.get("type") == "array":
+            return {"type": "array", "items": strip(t["items"])}
+        return t
+
+    return [(f["name"], strip(f["type"])) for f in raw["fields"]]
+
+
+def _header() -> bytes | None:
+    schema = default_codec().schema("RawReading")
+    if _layout_of(schema.raw) != LAYOUT:
+        return None
+    return MAGIC + schema.fingerprint
+
+
+#: MAGIC + fingerprint of the newest RawReading, or None when its layout is not LAYOUT.
+HEADER = _header()
+
+
+def encode_raw_reading(reading: dict[str, Any]) -> bytes:
+    """Single-object Avro of a RawReading (a dict from `ingest.payload`)."""
+    if HEADER is None:
+        return encode_with_codec(reading)
+    parts = [HEADER, _string(reading["device_id"]), _null_long_string(reading["ts"]),
+             _long(reading["received_at_ms"]), _null_long_string(reading["seq"])]
+    metrics = reading["metrics"]
+    if metrics:
+        parts.append(_long(len(metrics)))
+        for m in metrics:
+            value = m["value"]
+            unit = m["unit"]
+            parts.append(_string(m["name"]))
+            parts.append(_VALUE[type(value)](value))
+            parts.append(b"\x00" if unit is None else b"\x02" + _string(unit))
+    parts.append(b"\x00")
+    return b"".join(parts)
+
+
+#: Python type -> the RawMetric.value union branch. fastavro would otherwise write an int
+#: into the first numeric branch that accepts it (double), losing the long.
+_BRANCH = {bool: "boolean", int: "long", float: "double", str: "string"}
+
+
+def encode_with_codec(reading: dict[str, Any]) -> bytes:
+    """The same through `schemas.codec` (fastavro): the reference, and the fallback."""
+    metrics = [
+        {
+            "name": m["name"],
+            "value": None if m["value"] is None else (_BRANCH[type(m["value"])], m["value"]),
+            "unit": m["unit"],
+        }
+        for m in reading["metrics"]
+    ]
+    return default_codec().encode("RawReading", {**reading, "metrics": metrics})
