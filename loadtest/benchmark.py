@@ -928,6 +928,7 @@ def format_headline(report: dict[str, Any]) -> str:
             f"{n} {c['peak_rss_mib']} MiB peak, {c['cpu_seconds']} s CPU, exit {c['exit_code']}"
             for n, c in report["components"].items()
         ),
+        _cpu_line(report.get("cpu_us_per_reading")),
         *(f"warning: {w}" for w in report["warnings"]),
     ]
     return "\n".join(lines)

@@ -114,9 +114,10 @@ _BAD_METADATA: tuple[bytes, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OutboundMessage:
-    """One MQTT publish with what the pipeline should make of it."""
+    """One MQTT publish with what the pipeline should make of it (not frozen: a frozen
+    dataclass costs a `object.__setattr__` per field, and one is built per message)."""
 
     topic: str
     payload: bytes
