@@ -144,6 +144,8 @@ class ComponentBench:
         self.admin = AdminClient(self.kafka)
         self.created_topics: list[str] = []
         self.groups: list[str] = []
+        #: MQTT sessions opened for ingest (ended at the end, whatever ingest did)
+        self.sessions: list[str] = []
 
     # ---- the run ----
 
@@ -237,6 +239,7 @@ class ComponentBench:
         shared = f"$share/{group}/{root}/+/telemetry"
         self.say(f"ingest: opening the session {client_id} on {shared}, QoS 1, and leaving it")
         open_persistent_session(self.env, client_id, shared, session_expiry_s=900)
+        self.sessions.append(client_id)
         self.say(f"ingest: publishing {replay.backlog:,} messages into the session")
         summary = self._publish_backlog(replay.backlog, root)
         replay.notes["simulator"] = {k: summary.get(k) for k in (
@@ -438,7 +441,11 @@ class ComponentBench:
         for group in self.groups:
             with contextlib.suppress(Exception):
                 self.admin.delete_consumer_groups([group], request_timeout=10)[group].result(10)
-        replay.notes["cleaned_up"] = {"topics": self.created_topics, "groups": self.groups}
+        for client_id in self.sessions:
+            with contextlib.suppress(Exception):
+                end_session(self.env, client_id)
+        replay.notes["cleaned_up"] = {"topics": self.created_topics, "groups": self.groups,
+                                      "mqtt_sessions": self.sessions}
 
 
 def open_persistent_session(
@@ -478,6 +485,28 @@ def open_persistent_session(
         if not subscribed.wait(timeout) or failure:
             raise StartError(f"could not open the MQTT session {client_id}: "
                              f"{failure or 'no SUBACK'}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def end_session(env: dict[str, str], client_id: str, timeout: float = 10.0) -> None:
+    """Ends a session the broker keeps (and anything still queued in it): a clean start with
+    session expiry 0, then a disconnect."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5)
+    if env.get("TELEMETRY_MQTT_USERNAME"):
+        client.username_pw_set(env["TELEMETRY_MQTT_USERNAME"], env.get("TELEMETRY_MQTT_PASSWORD"))
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    client.connect(env.get("TELEMETRY_MQTT_HOST", "127.0.0.1"),
+                   int(env.get("TELEMETRY_MQTT_PORT", "1883")), clean_start=True,
+                   properties=props)
+    client.loop_start()
+    try:
+        connected.wait(timeout)
     finally:
         client.disconnect()
         client.loop_stop()

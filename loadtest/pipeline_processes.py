@@ -182,6 +182,10 @@ class Pipeline:
                 say(f"{comp.name} ready (pid {comp.pid}, port {comp.spec.port})")
 
     def start_simulator(self, sim_args: list[str], stop: threading.Event) -> None:
+        """Starts the simulator (again, for each --find-max step: the previous one has exited
+        or is stopped first)."""
+        if self.simulator is not None:
+            self.simulator.stop(self.settings.run_stop_timeout_s)
         spec = ComponentSpec(
             "simulate",
             ("simulate", *sim_args, "--health-port", str(self.settings.run_simulate_port)),
