@@ -57,6 +57,7 @@ def test_every_shipped_schema_round_trips_with_the_single_object_header() -> Non
     assert encoded[2:10] == writer.fingerprint
     assert codec.decode(encoded) == READING
     assert {s.rsplit(".", 1)[1] for s in codec.by_name} == {
+        "Alert",
         "RawReading",
         "EnrichedReading",
         "DeviceMetadata",
