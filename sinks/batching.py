@@ -22,6 +22,7 @@ line-protocol dialect and `write(batch)`. Everything else is here:
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import queue
 import signal
@@ -349,6 +350,7 @@ class BatchingSink:
                 on_lost=self._on_lost,
             )
             self.state.ready = True
+            _tune_gc()
             while not self.stopping:
                 self.step()
             self._drain()
@@ -844,6 +846,19 @@ class BatchingSink:
                     )
         except KafkaException as exc:
             log.debug("lag not updated: %s", exc)
+
+
+def _tune_gc() -> None:
+    """Fewer, cheaper cyclic-GC passes for the loop.
+
+    Each record allocates a few objects and a batch keeps thousands of points alive, so with
+    the defaults (a pass every 700 allocations) the collector kept walking the points and
+    everything imported at start: ~5 of ~45 CPU us per reading in the sink-alone benchmark
+    (busy box). The loop makes no reference cycles worth collecting promptly; memory is freed
+    by reference counting.
+    """
+    gc.freeze()  # what start-up built is never scanned again
+    gc.set_threshold(50_000, 20, 10)
 
 
 def _names(partitions: list[KafkaTopicPartition]) -> str:
