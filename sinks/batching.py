@@ -28,8 +28,10 @@ import queue
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from types import FrameType
 from typing import Any, ClassVar
 
@@ -68,6 +70,7 @@ _POLL_WHILE_WRITING_S = 0.02
 _LAG_EVERY_S = 5.0
 
 TopicPartition = tuple[str, int]
+_RECEIVED_AT_MS = attrgetter("received_at_ms")
 
 
 # -- what is taken and not committed yet -------------------------------------------------------
@@ -666,13 +669,15 @@ class BatchingSink:
         self, pending: list[PendingPoint], refused: list[tuple[PendingPoint, str]]
     ) -> None:
         now_ms = time.time() * 1000
-        skip = {id(point) for point, _ in refused}
-        END_TO_END_SECONDS.observe_many(
+        # Points of a batch share few receive times (milliseconds): count them first.
+        received = Counter(map(_RECEIVED_AT_MS, pending))
+        received.subtract(point.received_at_ms for point, _ in refused)
+        END_TO_END_SECONDS.observe_counted(
             self.sink,
             (
-                max(0.0, now_ms - point.received_at_ms) / 1000
-                for point in pending
-                if point.received_at_ms > 0 and id(point) not in skip
+                (max(0.0, now_ms - at_ms) / 1000, count)
+                for at_ms, count in received.items()
+                if at_ms > 0 and count > 0
             ),
         )
 

@@ -40,12 +40,16 @@ class BatchHistogram:
             registry.register(self)
 
     def observe_many(self, label_value: str, values: Iterable[float]) -> None:
+        self.observe_counted(label_value, ((value, 1) for value in values))
+
+    def observe_counted(self, label_value: str, counted: Iterable[tuple[float, int]]) -> None:
+        """Observes each value `count` times (the points of a batch share few values)."""
         bounds = self._bounds
         counts = [0] * len(bounds)
         total = 0.0
-        for value in values:
-            counts[bisect_left(bounds, value)] += 1
-            total += value
+        for value, count in counted:
+            counts[bisect_left(bounds, value)] += count
+            total += value * count
         with self._lock:
             kept, kept_sum = self._series.setdefault(label_value, ([0] * len(bounds), [0.0]))
             for i, count in enumerate(counts):

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import TopicPartition
+from prometheus_client import REGISTRY
 
 from schemas.codec import default_codec
 from sinks.batching import BatchingSink, Destination
@@ -65,7 +66,7 @@ class FakeConsumer:
             self._next[p] += 1
             value = default_codec().encode("EnrichedReading", {
                 "device_id": f"dev-{p}", "ts_us": 1_763_701_200_000_000 + offset * 10 + p,
-                "received_at_ms": 0, "seq": offset, "fields": {"v": float(offset)},
+                "received_at_ms": 1_763_701_200_000, "seq": offset, "fields": {"v": float(offset)},
                 "units": {}, "tags": {},
             })
             self.records.append(Message(p, offset, value))
@@ -162,6 +163,12 @@ def make_sink(
     sink.consumer = consumer  # type: ignore[assignment]
     sink.producer = FakeProducer()  # type: ignore[assignment]
     return sink
+
+
+def end_to_end_count() -> float:
+    value = REGISTRY.get_sample_value("telemetry_sink_end_to_end_seconds_count",
+                                      {"sink": "influxdb"})
+    return value or 0.0
 
 
 def step_until(sink: BatchingSink, what: str, check: Callable[[], bool]) -> None:
@@ -341,10 +348,12 @@ def test_refused_points_become_dead_letters_before_the_commit(
     consumer.feed(10)
     line = sink.encoder.encode(default_codec().decode(consumer.records[3].value()))
     db.refuse = {line}
+    stored_before = end_to_end_count()
     try:
         step_until(sink, "batch committed", lambda: len(consumer.commits) == 1)
     finally:
         sink.writer.stop()
+    assert end_to_end_count() - stored_before == 9  # the refused point was never stored
     assert isinstance(sink.producer, FakeProducer)
     [letter] = [default_codec().decode(v) for v in sink.producer.sent]
     assert letter["reason"] == "database_rejected" and letter["original"] == line.encode()
