@@ -27,6 +27,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from ingest import paho_properties
 from ingest.acks import InOrderAcks
 from ingest.metrics import MESSAGES_ACKED
 from ingest.settings import IngestSettings
@@ -110,6 +111,9 @@ class MqttConnection:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._handler = on_message
+        if not paho_properties.install():
+            log.warning("paho-mqtt's Properties is not the one ingest.paho_properties knows; "
+                        "parsing with paho's own (slower)")
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = settings.mqtt_session_expiry_s
         props.ReceiveMaximum = settings.mqtt_receive_maximum
@@ -200,10 +204,15 @@ class MqttConnection:
         except UnicodeDecodeError:
             topic = raw_topic.decode("utf-8", "surrogateescape")
         inbound = Inbound(topic, bytes(message.payload), message.qos, message.mid)
-        if threading.get_ident() == self._loop_thread:
-            self._handler(self, inbound)
-        else:  # paho reads in aiomqtt's reader callback, so this is not expected
+        if threading.get_ident() != self._loop_thread:  # not expected: paho reads on the loop
             self._loop.call_soon_threadsafe(self._handler, self, inbound)
+            return
+        try:
+            self._handler(self, inbound)
+        except Exception:  # aiomqtt drops the connection; say why here
+            log.exception("handling an MQTT message failed; reconnecting",
+                          extra={"topic": ascii(topic[:200])})
+            raise
 
     def _send_puback(self, mid: int, qos: int) -> None:
         if qos == 0:

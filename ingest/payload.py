@@ -114,6 +114,8 @@ def _int64(value: Any) -> int | None:
 
 def _ts(value: Any) -> int | str | None:
     """Epoch ms as a long, an RFC 3339 string as is, anything else as its JSON text."""
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:  # the usual case, first
+        return value
     if value is None:
         return None
     as_int = _int64(value)
@@ -126,6 +128,8 @@ def _ts(value: Any) -> int | str | None:
 
 def _seq(value: Any) -> int | str | None:
     """An integer as a long; anything else as its JSON text, for an invalid_seq reject."""
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:  # the usual case, first
+        return value
     if value is None:
         return None
     as_int = _int64(value)
@@ -133,6 +137,9 @@ def _seq(value: Any) -> int | str | None:
 
 
 def _metric(name: str, value: Any) -> dict[str, Any]:
+    if name.isascii() and (type(value) is float or (
+            type(value) is int and INT64_MIN <= value <= INT64_MAX)):
+        return {"name": name, "value": value, "unit": None}  # the usual case, first
     _text(name, "metric name")
     try:
         return _metric_of(name, value)

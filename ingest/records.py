@@ -6,9 +6,9 @@ them. Every reject becomes exactly one dead letter carrying the original payload
 
 from __future__ import annotations
 
+import functools
 import random
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ingest.device_ids import device_id_from_topic, device_id_problem, shown
 from ingest.metadata import decode_metadata_payload, metadata_record
@@ -28,8 +28,7 @@ STAGE_METADATA = "metadata"
 Headers = list[tuple[str, str | bytes | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """One record to produce. `kind` says what it is: reading, metadata or dead_letter."""
 
     topic: str
@@ -42,24 +41,51 @@ def records_for(
     topic: str, payload: bytes, settings: IngestSettings, received_at_ms: int
 ) -> tuple[str, list[Outgoing]]:
     """(message kind, records) for a message on `topic`; kind is telemetry or metadata."""
-    device_id = device_id_from_topic(topic, settings.mqtt_metadata_filter)
-    if device_id is not None:
-        return "metadata", _metadata(topic, device_id, payload, settings, received_at_ms)
-    device_id = device_id_from_topic(topic, settings.mqtt_telemetry_filter)
+    kind, device_id, problem = route(
+        topic, settings.mqtt_telemetry_filter, settings.mqtt_metadata_filter)
+    if kind == "metadata":
+        assert device_id is not None
+        return kind, _metadata(topic, device_id, problem, payload, settings, received_at_ms)
     try:
-        if device_id is None:
-            raise Rejected(Reason.INVALID_DEVICE_ID, f"topic {shown(topic)} does not match "
-                           f"{settings.mqtt_telemetry_filter!r}, so it names no device")
-        problem = device_id_problem(device_id)
-        if problem:
+        if problem is not None:
             raise Rejected(Reason.INVALID_DEVICE_ID, problem)
+        assert device_id is not None
         readings = decode_telemetry(
             payload, device_id, received_at_ms, settings.ingest_max_payload_bytes)
-        return "telemetry", _readings(readings, device_id, settings.kafka_max_record_bytes)
+        return kind, _readings(readings, device_id, settings.kafka_max_record_bytes)
     except Rejected as rej:
-        good_id = device_id if device_id is not None and rej.reason != Reason.INVALID_DEVICE_ID \
-            else None
-        return "telemetry", [dead_letter_outgoing(rej, STAGE_INGEST, topic, payload, good_id)]
+        good_id = device_id if rej.reason != Reason.INVALID_DEVICE_ID else None
+        return kind, [dead_letter_outgoing(rej, STAGE_INGEST, topic, payload, good_id)]
+
+
+#: Topics up to this long are remembered by `route` (a fleet sends on the same topics).
+_ROUTE_CACHE_TOPIC_CHARS = 256
+
+
+def route(
+    topic: str, telemetry_filter: str, metadata_filter: str
+) -> tuple[str, str | None, str | None]:
+    """(kind, device id, what is wrong with the id or topic, or None) of a topic."""
+    if len(topic) > _ROUTE_CACHE_TOPIC_CHARS:
+        return _route(topic, telemetry_filter, metadata_filter)
+    return _cached_route(topic, telemetry_filter, metadata_filter)
+
+
+def _route(
+    topic: str, telemetry_filter: str, metadata_filter: str
+) -> tuple[str, str | None, str | None]:
+    device_id = device_id_from_topic(topic, metadata_filter)
+    if device_id is not None:
+        return "metadata", device_id, device_id_problem(device_id)
+    device_id = device_id_from_topic(topic, telemetry_filter)
+    if device_id is None:
+        return "telemetry", None, (f"topic {shown(topic)} does not match "
+                                   f"{telemetry_filter!r}, so it names no device")
+    return "telemetry", device_id, device_id_problem(device_id)
+
+
+#: ~16k topics of at most 256 characters: a few MB at most.
+_cached_route = functools.lru_cache(maxsize=16384)(_route)
 
 
 def _readings(
@@ -78,9 +104,9 @@ def _readings(
 
 
 def _metadata(
-    topic: str, device_id: str, payload: bytes, settings: IngestSettings, received_at_ms: int
+    topic: str, device_id: str, problem: str | None, payload: bytes, settings: IngestSettings,
+    received_at_ms: int,
 ) -> list[Outgoing]:
-    problem = device_id_problem(device_id)
     if problem:
         rej = Rejected(Reason.INVALID_DEVICE_ID, problem)
         return [dead_letter_outgoing(rej, STAGE_METADATA, topic, payload, None)]

@@ -57,6 +57,9 @@ class IngestService:
         #: Messages received while the producer had no room, in arrival order. The broker
         #: sends at most `mqtt_receive_maximum` unacknowledged messages, which bounds it.
         self._backlog: deque[tuple[MqttConnection, Inbound]] = deque()
+        #: False once stopping: what arrives then is left unacknowledged (delivered again).
+        self._taking = True
+        self._left_unhandled = 0
         self._received = {kind: MESSAGES_RECEIVED.labels(kind=kind)
                           for kind in ("telemetry", "metadata")}
 
@@ -95,6 +98,7 @@ class IngestService:
         s = self.settings
         backoff = Backoff(0.5, s.mqtt_reconnect_max_s)
         while not self._stop.is_set():
+            self._taking = True  # a persistent session's messages follow the CONNACK at once
             try:
                 async with MqttConnection(s, self._on_message) as conn:
                     await conn.subscribe(s.shared_telemetry_filter, s.mqtt_metadata_filter)
@@ -142,6 +146,7 @@ class IngestService:
             if self.settings.mqtt_end_session_on_shutdown and self._exit_code == 0:
                 await self._finish_intake(conn, lost)
         finally:
+            self._taking = False
             stopped.cancel()
             lost.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
@@ -183,6 +188,7 @@ class IngestService:
             and self._unsubscribed
             and self._exit_code == 0
             and not self._backlog
+            and self._left_unhandled == 0
             and len(conn.acks) == 0
         ):
             await conn.end_session()
@@ -190,14 +196,16 @@ class IngestService:
 
     def _on_message(self, conn: MqttConnection, message: Inbound) -> None:
         """Handles a message now, or keeps it (in order) until the producer has room."""
-        if self._backlog or not self.producer.has_room or self._exit_code:
+        if not self._taking or not conn.connected:
+            self._left_unhandled += 1  # unacknowledged: the broker delivers it again
+        elif self._backlog or not self.producer.has_room:
             self._backlog.append((conn, message))
         else:
             self._handle(conn, message)
 
     def _take_backlog(self) -> None:
         backlog = self._backlog
-        while backlog and self.producer.has_room and not self._exit_code:
+        while backlog and self._taking and self.producer.has_room:
             conn, message = backlog.popleft()
             if conn.connected:
                 self._handle(conn, message)
