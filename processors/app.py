@@ -20,7 +20,7 @@ from faust.types.auth import CredentialsT
 from plumbing.health import HealthState, serve_health
 from plumbing.logs import setup_logging
 from plumbing.topics import CONTRACT_TOPICS, RAW
-from processors import plugins
+from processors import faust_patch, plugins
 from processors.agents import ENTRY_POINT_GROUP, AgentContext, device_metadata, readings
 from processors.chain import Chain
 from processors.device_tags import DeviceTags
@@ -91,8 +91,10 @@ def create_app(
     device_metadata.register(context)
     for _name, register in extra_agents:
         register(context)
+    patched = settings.process_fetcher_patch and faust_patch.apply()
     log.info("step chain", extra={"steps": chain.names,
-                                  "agents": [name for name, _ in extra_agents]})
+                                  "agents": [name for name, _ in extra_agents],
+                                  "fetcher_patch": patched})
     return context
 
 

@@ -88,6 +88,9 @@ class ProcessorSettings(KafkaSettings, ObservabilitySettings):
     """
     process_producer_batch_bytes: int = Field(default=262_144, ge=1024)
     """Most bytes of records the producer sends to one partition in one batch."""
+    process_fetcher_patch: bool = True
+    """Use the pinned fix of Faust's fetcher (processors/faust_patch.py: no task per message
+    when a delivery does not wait). Off: Faust's own code, slower per message."""
     process_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
     """Producer compression. gzip needs nothing else; snappy, lz4 and zstd need the `cramjam`
     package, which is also what lets the processors read records compressed that way."""
