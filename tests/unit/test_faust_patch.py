@@ -44,8 +44,8 @@ def test_the_copy_differs_from_upstream_in_the_delivery_line_only() -> None:
         "                            callback(message), self.suspend_flow.wait()",
         "                        )",
     ]
-    expected = upstream[:i] + ["                        await deliver(self, callback(message))"]
-    assert ours == expected + upstream[i + 3:]
+    changed = "                        await deliver(self, callback(message))"
+    assert ours == [*upstream[:i], changed, *upstream[i + 3:]]
 
 
 def test_the_app_applies_it_unless_told_not_to(tmp_path: Any) -> None:
@@ -76,7 +76,7 @@ class FakeConsumer:
 
     async def wait_first(self, *coros: Any) -> None:
         self.waited.append(coros[0])
-        done, pending = await asyncio.wait(
+        _done, pending = await asyncio.wait(
             [asyncio.ensure_future(c if not isinstance(c, asyncio.Event) else c.wait())
              for c in coros], return_when=asyncio.FIRST_COMPLETED)
         for p in pending:
