@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import faust
 from aiokafka.errors import MessageSizeTooLargeError
-from faust.exceptions import ProducerSendError
+from aiokafka.partitioner import DefaultPartitioner
 
 from plumbing.dead_letters import dead_letter, encode_dead_letter
 from plumbing.reasons import Reason
@@ -107,6 +107,32 @@ class Forwarder:
         self.codec = codec or default_codec()
         self._on_delivery_failure = on_delivery_failure
         self._acks: dict[str, InOrderAcks] = {}
+        self._partitions: dict[str, dict[bytes, int]] = {}
+        self._partitioner = DefaultPartitioner()
+        #: Kafka refuses records over this (the producer's request limit)
+        self.max_record_bytes = int(app.conf.producer_max_request_size) - 1024
+
+    def kafka_producer(self) -> Any:
+        """The app's aiokafka producer (Faust's own `send` is one record at a time).
+
+        `_ensure_producer` is Faust's (0.15.3) accessor; processors/faust_patch.py pins the
+        version this is written against.
+        """
+        return self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+
+    async def partition_of(self, topic: str, key: bytes | None) -> int:
+        """The partition aiokafka's default partitioner would pick (murmur2 of the key, as
+        Java clients and ingest), remembered per key."""
+        known = self._partitions.get(topic)
+        if known is None or len(known) > 100_000:  # bounded: a fleet's ids, not unlimited
+            known = self._partitions[topic] = {}
+        if key is not None and key in known:
+            return known[key]
+        partitions = sorted(await self.kafka_producer().partitions_for(topic))
+        partition = int(self._partitioner(key, partitions, partitions))
+        if key is not None:
+            known[key] = partition
+        return partition
 
     def source(self, topic: str) -> faust.TopicT:
         """An input topic: our Avro single-object bytes, decoded by the agent loop."""
@@ -147,8 +173,7 @@ class Forwarder:
             taken = TakenBatch(events)
             records_in.inc(len(events))
             try:
-                deliveries: list[asyncio.Future[Any]] = []
-                forwarded = 0
+                outbox = Outbox(self, stage)
                 for event in events:
                     message = event.message
                     headers: list[tuple[str, bytes]] | None = None
@@ -156,18 +181,17 @@ class Forwarder:
                         if isinstance(output, Send):
                             if headers is None:
                                 headers = self.output_headers(message, agent)
-                            deliveries.append(await self._produce(output, message, stage,
-                                                                  headers))
-                            forwarded += output.forwarded
+                            await outbox.add(output, message, headers)
                         else:
-                            deliveries.append(output)
-                            forwarded += 1
+                            outbox.deliveries.append(output)
+                            outbox.forwarded += 1
+                await outbox.send()
             except Exception as exc:
                 # Kafka refused (or a bug outside the handler): this batch cannot be acked,
                 # and acking any later one would let Faust commit past it. Stop here.
                 self._delivery_failed(agent, exc)
                 raise
-            acks.track(taken, deliveries, forwarded)
+            acks.track(taken, outbox.deliveries, outbox.forwarded)
             await acks.wait_for_room()
 
     def outputs_for(
@@ -226,25 +250,57 @@ class Forwarder:
         headers.append((HEADER_PROCESSOR, f"{self.app.conf.id}/{agent}".encode()))
         return headers
 
-    async def _produce(
-        self, send: Send, message: Any, stage: str, headers: list[tuple[str, bytes]]
-    ) -> asyncio.Future[Any]:
-        producer = self.app.producer
-        try:
-            fut = await producer.send(send.topic, send.key, send.value, None, None, headers)
-        except ProducerSendError as exc:
-            # Too large is about this record, not Kafka: dead-letter it instead of stopping.
-            if send.topic == DLQ or not isinstance(exc.__cause__, MessageSizeTooLargeError):
-                raise
-            incoming = Incoming(message.topic, message.partition, message.key, message.value,
-                                None)
-            letter = self.dead_letter(incoming, stage, Reject(
-                Reason.PAYLOAD_TOO_LARGE,
-                f"the {stage} output for {send.topic} is {len(send.value)} bytes, more than "
-                f"the producer sends ({exc}); shorten the device's tags or metric names"))
-            fut = await producer.send(letter.topic, letter.key, letter.value, None, None, headers)
-        return cast("asyncio.Future[Any]", fut)
-
     def _delivery_failed(self, agent: str, exc: BaseException) -> None:
         DELIVERY_FAILURES.labels(agent=agent).inc()
         self._on_delivery_failure(agent, exc)
+
+
+class Outbox:
+    """The records one taken batch produces, sent as one Kafka batch per partition.
+
+    aiokafka's `send()` per record costs more than our whole step chain (a coroutine, a
+    pure-Python murmur2 of the key, a future and a callback each); a batch per partition
+    has one future, and the key's partition is remembered.
+    """
+
+    def __init__(self, forwarder: Forwarder, stage: str) -> None:
+        self.forwarder = forwarder
+        self.stage = stage
+        self.producer = forwarder.kafka_producer()
+        self.deliveries: list[asyncio.Future[Any]] = []
+        self.forwarded = 0
+        self._open: dict[tuple[str, int], Any] = {}
+
+    async def add(self, send: Send, message: Any, headers: list[tuple[str, bytes]]) -> None:
+        size = len(send.value) + len(send.key or b"") + sum(len(k) + len(v) for k, v in headers)
+        if size > self.forwarder.max_record_bytes:
+            if send.topic == DLQ:
+                raise MessageSizeTooLargeError(f"a dead letter of {size} bytes")
+            # Too large is about this record, not Kafka: dead-letter it instead of stopping.
+            incoming = Incoming(message.topic, message.partition, message.key, message.value,
+                                None)
+            send = self.forwarder.dead_letter(incoming, self.stage, Reject(
+                Reason.PAYLOAD_TOO_LARGE,
+                f"the {self.stage} output for {send.topic} is {size} bytes, more than the "
+                f"producer sends ({self.forwarder.max_record_bytes}); shorten the device's "
+                "tags or metric names"))
+        partition = await self.forwarder.partition_of(send.topic, send.key)
+        where = (send.topic, partition)
+        batch = self._open.get(where)
+        if batch is None or batch.append(timestamp=None, key=send.key, value=send.value,
+                                         headers=headers) is None:
+            if batch is not None:  # full: send it, start the next one
+                self.deliveries.append(await self._send(batch, where))
+            batch = self._open[where] = self.producer.create_batch()
+            batch.append(timestamp=None, key=send.key, value=send.value, headers=headers)
+        self.forwarded += send.forwarded
+
+    async def send(self) -> None:
+        for where, batch in self._open.items():
+            self.deliveries.append(await self._send(batch, where))
+        self._open.clear()
+
+    async def _send(self, batch: Any, where: tuple[str, int]) -> asyncio.Future[Any]:
+        topic, partition = where
+        return cast("asyncio.Future[Any]",
+                    await self.producer.send_batch(batch, topic, partition=partition))
