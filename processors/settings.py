@@ -91,9 +91,11 @@ class ProcessorSettings(KafkaSettings, ObservabilitySettings):
     process_fetcher_patch: bool = True
     """Use the pinned fix of Faust's fetcher (processors/faust_patch.py: no task per message
     when a delivery does not wait). Off: Faust's own code, slower per message."""
-    process_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
-    """Producer compression. gzip needs nothing else; snappy, lz4 and zstd need the `cramjam`
-    package, which is also what lets the processors read records compressed that way."""
+    process_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
+    """Producer compression. zstd (as ingest): the same CPU here as gzip or none (measured),
+    and about 4 µs less per reading for each sink to decompress than gzip. snappy, lz4 and
+    zstd need the `cramjam` package (installed with the project), which is also what lets
+    the processors read records compressed that way."""
     process_auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     """Where a new app id starts reading: `earliest` processes everything still in Kafka."""
 
