@@ -1,4 +1,4 @@
-"""Exponential backoff with full jitter, for reconnects and retried writes."""
+"""Exponential backoff with jitter ("equal jitter"), for reconnects and retried writes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import random
 
 
 class Backoff:
-    """Delays that double from `initial` up to `maximum`, each drawn uniformly below the cap.
+    """Delays that double from `initial` up to `maximum`, each drawn uniformly between half
+    the cap and the cap.
 
-    Full jitter keeps a fleet of pods that lost the same broker from reconnecting in lockstep.
+    The jitter keeps a fleet of pods that lost the same broker from reconnecting in lockstep;
+    the lower half-cap bound keeps a long outage from being retried in a tight loop.
     """
 
     def __init__(self, initial: float = 0.5, maximum: float = 30.0) -> None:
@@ -18,7 +20,8 @@ class Backoff:
 
     def next_delay(self) -> float:
         cap = min(self.maximum, self.initial * (2**self.attempt))
-        self.attempt += 1
+        if cap < self.maximum:  # stop counting at the cap: 2**1024 would overflow a float
+            self.attempt += 1
         return random.uniform(cap / 2, cap)
 
     def reset(self) -> None:
