@@ -74,7 +74,7 @@ persistence true
 persistence_location {data}/
 autosave_interval 10
 max_queued_messages 100000
-max_inflight_messages 100
+max_inflight_messages 1000
 log_dest file {self.log_file}
 log_type error
 log_type warning
