@@ -10,11 +10,16 @@ from stack.processes import StackError
 from stack.settings import StackSettings
 
 
-def ensure_debian_packages(binary: str, packages: list[str], settings: StackSettings) -> str:
-    """Returns the binary's path, running `apt-get install` first if it is missing."""
-    path = shutil.which(binary) or (
+def installed_binary(binary: str) -> str | None:
+    """The binary's path, or None when it is not installed (never installs anything)."""
+    return shutil.which(binary) or (
         f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None
     )
+
+
+def ensure_debian_packages(binary: str, packages: list[str], settings: StackSettings) -> str:
+    """Returns the binary's path, running `apt-get install` first if it is missing."""
+    path = installed_binary(binary)
     if path:
         return path
     if shutil.which("apt-get") is None:
@@ -29,9 +34,7 @@ def ensure_debian_packages(binary: str, packages: list[str], settings: StackSett
         log,
         env=env,
     )
-    path = shutil.which(binary) or (
-        f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None
-    )
+    path = installed_binary(binary)
     if not path:
         raise StackError(f"apt-get installed {packages} but {binary} is still not found")
     return path

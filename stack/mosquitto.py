@@ -9,7 +9,7 @@ import threading
 
 import paho.mqtt.client as mqtt
 
-from stack.debian import ensure_debian_packages
+from stack.debian import ensure_debian_packages, installed_binary
 from stack.processes import start_process, wait_until
 from stack.service import Service
 
@@ -28,9 +28,12 @@ class Mosquitto(Service):
 
     @property
     def version(self) -> str:
+        binary = installed_binary("mosquitto")  # status must not install: `stack up` may be at it
+        if binary is None:
+            return "not installed"
         try:
             out = subprocess.run(
-                [self._binary(), "-h"], capture_output=True, text=True, timeout=10
+                [binary, "-h"], capture_output=True, text=True, timeout=10
             ).stdout
         except OSError:
             return "not installed"

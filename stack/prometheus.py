@@ -6,7 +6,7 @@ import re
 import subprocess
 import urllib.request
 
-from stack.debian import ensure_debian_packages
+from stack.debian import ensure_debian_packages, installed_binary
 from stack.processes import start_process, wait_until
 from stack.service import Service
 
@@ -34,9 +34,12 @@ class Prometheus(Service):
 
     @property
     def version(self) -> str:
+        binary = installed_binary("prometheus")  # status must not install: `stack up` may be at it
+        if binary is None:
+            return "not installed"
         try:
             out = subprocess.run(
-                [self._binary(), "--version"], capture_output=True, text=True, timeout=10
+                [binary, "--version"], capture_output=True, text=True, timeout=10
             )
         except OSError:
             return "not installed"
