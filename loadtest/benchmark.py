@@ -45,7 +45,7 @@ from loadtest.find_max import DEFAULT_RAMP, Criteria, Ramp, find_max
 from loadtest.influx_probe import InfluxProbe
 from loadtest.live_view import SINK, render_line
 from loadtest.pipeline_monitor import PipelineMonitor
-from loadtest.pipeline_processes import Pipeline, StartError
+from loadtest.pipeline_processes import PipelineProcesses, StartError
 from loadtest.proc_stats import peak_rss_mib
 from loadtest.report import percentiles, write_report
 from loadtest.run import (
@@ -496,7 +496,7 @@ def server_pids(stack: LocalStack) -> Callable[[], dict[str, int | None]]:
     }
 
 
-def pipeline_cpu_probe(pipeline: Pipeline, stack: LocalStack) -> CpuProbe:
+def pipeline_cpu_probe(pipeline: PipelineProcesses, stack: LocalStack) -> CpuProbe:
     servers = server_pids(stack)
 
     def pids() -> dict[str, int | None]:
@@ -552,7 +552,7 @@ def run_fixed_rate(
             print(f"benchmark: cannot set up fresh consumer groups: {exc}", file=sys.stderr)
             return 1
         env.update(overrides)
-    pipeline = Pipeline(settings, env, out_dir / "logs")
+    pipeline = PipelineProcesses(settings, env, out_dir / "logs")
     summary_path = out_dir / "simulate-summary.json"
     since = started_at - timedelta(minutes=1)
     probe = InfluxProbe(influx_target(env))
@@ -652,7 +652,7 @@ class PipelineSteps:
     def __init__(
         self,
         args: argparse.Namespace,
-        pipeline: Pipeline,
+        pipeline: PipelineProcesses,
         probe: InfluxProbe,
         lag: ConsumerLag,
         cpu_probe: CpuProbe,
@@ -772,7 +772,7 @@ def run_find_max(
         print(f"benchmark: cannot set up fresh consumer groups: {exc}", file=sys.stderr)
         return 1
     env.update(overrides)
-    pipeline = Pipeline(settings, env, out_dir / "logs")
+    pipeline = PipelineProcesses(settings, env, out_dir / "logs")
     probe = InfluxProbe(influx_target(env))
     lag = ConsumerLag(kafka_config(env), patterns)
     criteria = Criteria(max_p99_ms=args.max_p99_ms)

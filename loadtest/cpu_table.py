@@ -26,7 +26,7 @@ ROLES: dict[str, str] = {
     "influxdb": SERVER,
     "simulate": LOAD,
 }
-#: `Pipeline` names its InfluxDB sink `sink-influxdb`; the table calls it `sink`.
+#: `PipelineProcesses` names its InfluxDB sink `sink-influxdb`; the table calls it `sink`.
 ALIASES = {"sink-influxdb": "sink"}
 
 

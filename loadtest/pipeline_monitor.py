@@ -15,7 +15,7 @@ from loadtest.consumer_lag import ConsumerLag
 from loadtest.dead_letter_tally import DeadLetterTally
 from loadtest.influx_probe import InfluxProbe
 from loadtest.live_view import INFLUXDB, NA, SINK, ComponentStatus, ViewSnapshot
-from loadtest.pipeline_processes import Pipeline
+from loadtest.pipeline_processes import PipelineProcesses
 from loadtest.proc_stats import cpu_seconds, rss_mib
 from loadtest.scraped_metrics import RateTracker, fetch_metrics, total
 
@@ -25,7 +25,7 @@ log = logging.getLogger("loadtest.monitor")
 class PipelineMonitor:
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: PipelineProcesses,
         lag: ConsumerLag | None,
         dead_letters: DeadLetterTally | None,
         influx: InfluxProbe | None,

@@ -154,7 +154,7 @@ class ComponentProcess:
         return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
 
-class Pipeline:
+class PipelineProcesses:
     """ingest, process, sink-influxdb and the simulator of one run."""
 
     def __init__(self, settings: RunSettings, env: dict[str, str], log_dir: Path) -> None:

@@ -27,7 +27,7 @@ from loadtest.dead_letter_tally import DeadLetterTally
 from loadtest.influx_probe import InfluxProbe, InfluxTarget
 from loadtest.live_view import render_line, render_screen
 from loadtest.pipeline_monitor import PipelineMonitor
-from loadtest.pipeline_processes import Pipeline, StartError
+from loadtest.pipeline_processes import PipelineProcesses, StartError
 from loadtest.settings import RunSettings
 from plumbing.settings import KafkaSettings
 from stack.local_stack import LocalStack
@@ -140,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
     log_dir = stack.settings.logs_dir / "run"
     summary_path = log_dir / "simulate-summary.json"
     summary_path.unlink(missing_ok=True)
-    pipeline = Pipeline(settings, env, log_dir)
+    pipeline = PipelineProcesses(settings, env, log_dir)
     since = datetime.now(UTC) - timedelta(seconds=5)
     say(f"logs: {log_dir}")
     dead_letters: DeadLetterTally | None = None

@@ -39,7 +39,7 @@ class _Taken:
     started: float
 
 
-class InOrderAcks:
+class InOrderBatchAcks:
     """The batches one agent took and has not acked yet, oldest first."""
 
     def __init__(

@@ -27,7 +27,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from plumbing.dead_letters import dead_letter, encode_dead_letter
 from plumbing.reasons import Reason
 from plumbing.topics import DLQ
-from processors.delivery import InOrderAcks
+from processors.delivery import InOrderBatchAcks
 from processors.metrics import DELIVERY_FAILURES, READINGS_IN
 from processors.settings import ProcessorSettings
 from processors.steps import Reject
@@ -106,7 +106,7 @@ class Forwarder:
         self.settings = settings
         self.codec = codec or default_codec()
         self._on_delivery_failure = on_delivery_failure
-        self._acks: dict[str, InOrderAcks] = {}
+        self._acks: dict[str, InOrderBatchAcks] = {}
         self._partitions: dict[str, dict[bytes, int]] = {}
         self._partitioner = DefaultPartitioner()
         #: Kafka refuses records over this (the producer's request limit)
@@ -138,11 +138,11 @@ class Forwarder:
         """An input topic: our Avro single-object bytes, decoded by the agent loop."""
         return self.app.topic(topic, key_serializer="raw", value_serializer="raw")
 
-    def acks(self, agent: str) -> InOrderAcks:
+    def acks(self, agent: str) -> InOrderBatchAcks:
         """One per agent for the life of the process, so a restarted agent never acks past
         a batch its predecessor left unconfirmed."""
         if agent not in self._acks:
-            self._acks[agent] = InOrderAcks(
+            self._acks[agent] = InOrderBatchAcks(
                 agent,
                 self.settings.process_max_batches_in_flight,
                 lambda exc: self._delivery_failed(agent, exc),

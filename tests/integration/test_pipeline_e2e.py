@@ -19,7 +19,7 @@ from plumbing.topics import DLQ, METADATA
 from schemas.codec import CodecError, default_codec
 from stack.local_stack import LocalStack
 from tests.support.kafka_helpers import consume_until
-from tests.support.pipeline import Pipeline, Publisher, metric_value, points_for, wait_for
+from tests.support.pipeline import Publisher, RunningPipeline, metric_value, points_for, wait_for
 
 REL = 1e-9
 
@@ -27,8 +27,8 @@ REL = 1e-9
 @pytest.fixture(scope="module")
 def pipeline(
     local_stack: LocalStack, stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Pipeline]:
-    p = Pipeline(local_stack, stack_env, tmp_path_factory.mktemp("e2e")).start()
+) -> Iterator[RunningPipeline]:
+    p = RunningPipeline(local_stack, stack_env, tmp_path_factory.mktemp("e2e")).start()
     yield p
     p.stop()
 
@@ -49,7 +49,7 @@ def _now_ms() -> int:
 
 
 def _load_metadata(
-    pipeline: Pipeline, pub: Publisher, tags_by_device: dict[str, dict[str, str]]
+    pipeline: RunningPipeline, pub: Publisher, tags_by_device: dict[str, dict[str, str]]
 ) -> None:
     """Publishes retained metadata; waits until the processors committed past all of it.
 
@@ -90,7 +90,7 @@ def _close(actual: float, expected: float) -> bool:
 
 
 def test_readings_arrive_as_exactly_n_points_converted_tagged_and_timed(
-    pipeline: Pipeline, publisher: Publisher, local_stack: LocalStack
+    pipeline: RunningPipeline, publisher: Publisher, local_stack: LocalStack
 ) -> None:
     prefix = _prefix()
     devices = [f"{prefix}-dev{i}" for i in range(4)]
@@ -165,7 +165,7 @@ def test_readings_arrive_as_exactly_n_points_converted_tagged_and_timed(
 
 
 def test_every_reject_reason_lands_in_the_dlq_and_valid_metrics_are_kept(
-    pipeline: Pipeline, publisher: Publisher, local_stack: LocalStack
+    pipeline: RunningPipeline, publisher: Publisher, local_stack: LocalStack
 ) -> None:
     prefix = _prefix()
     now = _now_ms()
@@ -314,7 +314,7 @@ HOSTILE = [
 
 
 def test_hostile_device_ids_and_tags_round_trip_exactly(
-    pipeline: Pipeline, publisher: Publisher, local_stack: LocalStack
+    pipeline: RunningPipeline, publisher: Publisher, local_stack: LocalStack
 ) -> None:
     prefix = _prefix()
     devices = [f"{prefix} {name}" for name in HOSTILE]
@@ -374,7 +374,7 @@ def _dead_letter_of(codec: Any, message: Any, device_id: str) -> dict[str, Any] 
 
 
 def test_the_same_reading_sent_twice_is_stored_once(
-    pipeline: Pipeline, publisher: Publisher, local_stack: LocalStack
+    pipeline: RunningPipeline, publisher: Publisher, local_stack: LocalStack
 ) -> None:
     prefix = _prefix()
     device = f"{prefix}-dup"
@@ -392,7 +392,7 @@ def test_the_same_reading_sent_twice_is_stored_once(
     assert produced >= 3  # all three readings went to Kafka: the store made the copy one point
 
 
-def test_processes_answer_health_and_metrics(pipeline: Pipeline) -> None:
+def test_processes_answer_health_and_metrics(pipeline: RunningPipeline) -> None:
     for c in (pipeline.ingest, pipeline.process, pipeline.sink):
         text = c.metrics()
         assert "telemetry_" in text, c.args

@@ -20,7 +20,7 @@ from tests.support.components import Component, free_port
 
 
 @dataclass
-class Pipeline:
+class RunningPipeline:
     """`telemetry ingest`, `telemetry process` and `telemetry sink influxdb`, running."""
 
     stack: LocalStack
@@ -32,7 +32,7 @@ class Pipeline:
 
     processors_group: str = field(default_factory=lambda: f"e2e-processors-{uuid.uuid4().hex[:8]}")
 
-    def start(self) -> Pipeline:
+    def start(self) -> RunningPipeline:
         run = uuid.uuid4().hex[:8]
         common = {**self.env, "TELEMETRY_LOG_FORMAT": "json"}
         port = free_port()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from processors.delivery import InOrderAcks
+from processors.delivery import InOrderBatchAcks
 
 
 class Taken:
@@ -34,7 +34,7 @@ def test_acks_follow_consumption_order_not_delivery_order() -> None:
     async def scenario() -> None:
         acked: list[str] = []
         failures: list[BaseException] = []
-        acks = InOrderAcks("t", 100, failures.append)
+        acks = InOrderBatchAcks("t", 100, failures.append)
         loop = asyncio.get_running_loop()
         f1, f2, f3a, f3b = (loop.create_future() for _ in range(4))
         acks.track(Taken("r1", acked), [f1], 1)
@@ -56,7 +56,7 @@ def test_acks_follow_consumption_order_not_delivery_order() -> None:
 def test_a_record_with_no_output_waits_for_older_ones() -> None:
     async def scenario() -> None:
         acked: list[str] = []
-        acks = InOrderAcks("t", 100, lambda exc: None)
+        acks = InOrderBatchAcks("t", 100, lambda exc: None)
         f1 = asyncio.get_running_loop().create_future()
         acks.track(Taken("r1", acked), [f1], 1)
         acks.track(Taken("nothing-to-forward", acked), [], 0)
@@ -74,7 +74,7 @@ def test_a_failed_delivery_stops_all_acks_and_reports_once() -> None:
     async def scenario() -> None:
         acked: list[str] = []
         failures: list[BaseException] = []
-        acks = InOrderAcks("t", 100, failures.append)
+        acks = InOrderBatchAcks("t", 100, failures.append)
         loop = asyncio.get_running_loop()
         f0, f1, f2 = (loop.create_future() for _ in range(3))
         acks.track(Taken("r0", acked), [f0], 1)
@@ -98,7 +98,7 @@ def test_a_cancelled_delivery_is_a_failure() -> None:
     async def scenario() -> None:
         acked: list[str] = []
         failures: list[BaseException] = []
-        acks = InOrderAcks("t", 100, failures.append)
+        acks = InOrderBatchAcks("t", 100, failures.append)
         fut = asyncio.get_running_loop().create_future()
         acks.track(Taken("r1", acked), [fut], 1)
         fut.cancel()
@@ -111,7 +111,7 @@ def test_a_cancelled_delivery_is_a_failure() -> None:
 def test_wait_for_room_holds_the_agent_at_the_in_flight_limit() -> None:
     async def scenario() -> None:
         acked: list[str] = []
-        acks = InOrderAcks("t", 2, lambda exc: None)
+        acks = InOrderBatchAcks("t", 2, lambda exc: None)
         loop = asyncio.get_running_loop()
         f1, f2 = loop.create_future(), loop.create_future()
         acks.track(Taken("r1", acked), [f1], 1)
