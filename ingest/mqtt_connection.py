@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -22,6 +23,7 @@ from typing import Any, NamedTuple, NoReturn
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.client import PUBACK
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -142,6 +144,8 @@ class MqttConnection:
         #: persistent session's messages arrive right after CONNACK, so this starts True.
         self._open = True
         self.acks = InOrderAcks(self._send_puback)
+        self._pubacks: list[int] = []
+        self._flush_scheduled = False
 
     def _buffered_socket(self) -> BufferedSocket:
         return BufferedSocket(self._create_socket())
@@ -156,6 +160,7 @@ class MqttConnection:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._flush_pubacks()  # written before the DISCONNECT
         self._open = False
         await self._client.__aexit__(exc_type, exc, tb)
 
@@ -164,6 +169,7 @@ class MqttConnection:
         routing this pod's share of the shared subscription to a session nobody reads."""
         props = Properties(PacketTypes.DISCONNECT)
         props.SessionExpiryInterval = 0
+        self._flush_pubacks()  # written before the DISCONNECT
         self._open = False
         if self._paho.disconnect(properties=props) != paho.MQTT_ERR_SUCCESS:
             return
@@ -215,14 +221,34 @@ class MqttConnection:
             raise
 
     def _send_puback(self, mid: int, qos: int) -> None:
-        if qos == 0:
+        """Queues the PUBACK of `mid`; those released in one pass of the loop are written
+        together (`_flush_pubacks`), not one socket write each."""
+        if qos != 1:
+            if qos == 2 and self.connected:  # not subscribed to: never expected
+                self._paho.ack(mid, qos)
+            return
+        self._pubacks.append(mid)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_pubacks)
+
+    def _flush_pubacks(self) -> None:
+        """Hands paho the queued PUBACKs as one packet of the bytes its own ack() would
+        write for each (MQTT 5: reason code 0, no properties, section 3.4.2.1), in order."""
+        self._flush_scheduled = False
+        mids, self._pubacks = self._pubacks, []
+        if not mids:
             return
         if not self.connected:
-            log.debug("connection gone; the broker will deliver this message again",
-                      extra={"mid": mid})
+            log.debug("connection gone; the broker will deliver these messages again",
+                      extra={"messages": len(mids)})
             return
-        self._paho.ack(mid, qos)
-        MESSAGES_ACKED.inc()
+        packet = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
+        self._paho._packet_queue(PUBACK, packet, mids[-1], 1)
+        MESSAGES_ACKED.inc(len(mids))
+
+
+_PUBACK = struct.Struct("!BBH")
 
 
 def _check_granted(topic_filter: str, granted: Any) -> None:

@@ -69,7 +69,8 @@ class IngestSettings(KafkaSettings, ObservabilitySettings):
     ingest_max_payload_bytes: int = Field(default=256 * 1024, ge=1)
     """Largest MQTT payload accepted; larger ones are dead-lettered as `payload_too_large`."""
     ingest_max_in_flight: int = Field(default=10_000, ge=1)
-    """Kafka records produced but not yet confirmed; at the limit ingest stops reading MQTT."""
+    """Kafka records produced but not yet confirmed; at the limit ingest takes no new message
+    (what the broker already sent waits, in order) until Kafka confirms more."""
     ingest_health_port: int = 9101
     """Port of /metrics, /healthz and /readyz (env TELEMETRY_INGEST_HEALTH_PORT)."""
     ingest_shutdown_timeout_s: float = Field(default=30.0, ge=0)
