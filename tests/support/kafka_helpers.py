@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -33,6 +33,20 @@ def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, by
     assert not errors, errors
 
 
+def end_offsets(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
+    """Where each partition of `topics` ends now: read from there to see only what comes."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4()}"})
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        return [
+            TopicPartition(t, p, consumer.get_watermark_offsets(TopicPartition(t, p), 10)[1])
+            for t in topics
+            for p in sorted(metadata.topics[t].partitions)
+        ]
+    finally:
+        consumer.close()
+
+
 def consume_until(
     bootstrap: str,
     topics: list[str],
@@ -40,8 +54,10 @@ def consume_until(
     timeout: float = 60.0,
     group: str | None = None,
     keep: Callable[[Message], bool] = lambda m: True,
+    start: list[TopicPartition] | None = None,
 ) -> list[Message]:
-    """Reads from the earliest offset with a fresh group until `done(kept messages)`."""
+    """Reads from `start` (default: the earliest offset, with a fresh group) until
+    `done(kept messages)`."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -50,7 +66,10 @@ def consume_until(
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe(topics)
+    if start is not None:
+        consumer.assign(start)
+    else:
+        consumer.subscribe(topics)
     got: list[Message] = []
     deadline = time.monotonic() + timeout
     try:
