@@ -100,7 +100,7 @@ class IngestService:
         while not self._stop.is_set():
             self._taking = True  # a persistent session's messages follow the CONNACK at once
             try:
-                async with MqttConnection(s, self._on_message) as conn:
+                async with MqttConnection(s, self._on_messages) as conn:
                     await conn.subscribe(s.shared_telemetry_filter, s.mqtt_metadata_filter)
                     MQTT_CONNECTS.labels(outcome="subscribed").inc()
                     backoff.reset()
@@ -131,7 +131,7 @@ class IngestService:
     async def _serve(self, conn: MqttConnection) -> None:
         """Serves until stopped; raises aiomqtt.MqttError when the connection drops.
 
-        Messages are handled in `_on_message` as paho reads them. When the session is to end
+        Messages are handled in `_on_messages` as paho reads them. When the session is to end
         on shutdown, the subscriptions are dropped first and what the broker sent before its
         UNSUBACK is still handled: a session can only be ended once nothing it delivered is
         left unacknowledged.
@@ -189,43 +189,50 @@ class IngestService:
             and self._exit_code == 0
             and not self._backlog
             and self._left_unhandled == 0
+            and conn.messages_not_handed_over == 0
             and len(conn.acks) == 0
         ):
             await conn.end_session()
             log.info("MQTT session ended: the group's other pods take this pod's share")
 
-    def _on_message(self, conn: MqttConnection, message: Inbound) -> None:
-        """Handles a message now, or keeps it (in order) until the producer has room."""
+    def _on_messages(self, conn: MqttConnection, messages: list[Inbound]) -> None:
+        """Handles what one read brought now, or keeps it (in order) until there is room."""
         if not self._taking or not conn.connected:
-            self._left_unhandled += 1  # unacknowledged: the broker delivers it again
+            self._left_unhandled += len(messages)  # unacknowledged: delivered again
         elif self._backlog or not self.producer.has_room:
-            self._backlog.append((conn, message))
+            self._backlog.extend((conn, message) for message in messages)
         else:
-            self._handle(conn, message)
+            self._handle(conn, messages)
 
     def _take_backlog(self) -> None:
         backlog = self._backlog
         while backlog and self._taking and self.producer.has_room:
             conn, message = backlog.popleft()
             if conn.connected:
-                self._handle(conn, message)
+                self._handle(conn, [message])
 
-    def _handle(self, conn: MqttConnection, message: Inbound) -> None:
+    def _handle(self, conn: MqttConnection, messages: list[Inbound]) -> None:
+        """Decodes all the messages, then produces all their records: each stage over many
+        messages in a row (see MqttConnection). They were read together: one receive time."""
         received_at_ms = time.time_ns() // 1_000_000
+        decoded = [self._records(message, received_at_ms) for message in messages]
+        produce = self.producer.produce
+        track = conn.acks.track
+        for message, (kind, records) in zip(messages, decoded, strict=True):
+            self._received[kind].inc()
+            pending = track(message.mid, message.qos, len(records)) if message.qos else None
+            trace = headers(new_trace_id(), received_at_ms)
+            confirmed = functools.partial(self._confirmed, conn, pending)
+            for record in records:
+                produce(record, trace, confirmed)
+
+    def _records(self, message: Inbound, received_at_ms: int) -> tuple[str, list[Outgoing]]:
         try:
-            kind, records = records_for(message.topic, message.payload, self.settings,
-                                        received_at_ms)
+            return records_for(message.topic, message.payload, self.settings, received_at_ms)
         except Exception:  # a decoder bug must not stop the pod or loop on redelivery
             log.exception("could not decode a message; dead-lettering it",
                           extra={"topic": ascii(message.topic[:200])})
-            kind, records = "telemetry", [_internal_error(message)]
-        self._received[kind].inc()
-        pending = conn.acks.track(message.mid, message.qos, len(records)) if message.qos else None
-        trace = headers(new_trace_id(), received_at_ms)
-        confirmed = functools.partial(self._confirmed, conn, pending)
-        produce = self.producer.produce
-        for record in records:
-            produce(record, trace, confirmed)
+            return "telemetry", [_internal_error(message)]
 
     def _confirmed(
         self,

@@ -67,7 +67,7 @@ def seqs(producer: FakeProducer) -> list[int]:
 
 def test_a_message_is_produced_at_once_and_acknowledged_after_all_its_records() -> None:
     svc, producer, conn = service()
-    svc._on_message(conn, message(1, readings=2))  # type: ignore[arg-type]
+    svc._on_messages(conn, [message(1, readings=2)])  # type: ignore[arg-type]
     assert [r.topic for r, _, _ in producer.sent] == [RAW, RAW]
     assert seqs(producer) == [10, 11]
     trace = {h for _, headers, _ in producer.sent for h in headers if h[0] == "trace_id"}
@@ -80,13 +80,13 @@ def test_a_message_is_produced_at_once_and_acknowledged_after_all_its_records() 
 
 def test_without_room_messages_wait_in_arrival_order_and_acks_keep_it() -> None:
     svc, producer, conn = service()
-    svc._on_message(conn, message(1))  # type: ignore[arg-type]
+    svc._on_messages(conn, [message(1)])  # type: ignore[arg-type]
     producer.room = False
     for mid in (2, 3, 4):
-        svc._on_message(conn, message(mid))  # type: ignore[arg-type]
+        svc._on_messages(conn, [message(mid)])  # type: ignore[arg-type]
     assert seqs(producer) == [10]
     producer.room = True
-    svc._on_message(conn, message(5))  # type: ignore[arg-type]
+    svc._on_messages(conn, [message(5)])  # type: ignore[arg-type]
     assert seqs(producer) == [10]  # nothing overtakes what waits
     svc._take_backlog()
     assert seqs(producer) == [10, 20, 30, 40, 50]
@@ -100,7 +100,7 @@ def test_without_room_messages_wait_in_arrival_order_and_acks_keep_it() -> None:
 def test_after_stopping_messages_are_left_for_the_broker_to_send_again() -> None:
     svc, producer, conn = service()
     svc._taking = False
-    svc._on_message(conn, message(1))  # type: ignore[arg-type]
+    svc._on_messages(conn, [message(1)])  # type: ignore[arg-type]
     assert producer.sent == []
     assert svc._left_unhandled == 1
     assert len(conn.acks) == 0
@@ -109,7 +109,7 @@ def test_after_stopping_messages_are_left_for_the_broker_to_send_again() -> None
 def test_a_lost_connection_drops_what_waited_for_room() -> None:
     svc, producer, conn = service()
     producer.room = False
-    svc._on_message(conn, message(1))  # type: ignore[arg-type]
+    svc._on_messages(conn, [message(1)])  # type: ignore[arg-type]
     conn.connected = False
     producer.room = True
     svc._take_backlog()
@@ -118,8 +118,8 @@ def test_a_lost_connection_drops_what_waited_for_room() -> None:
 
 def test_an_abandoned_record_is_never_acknowledged_and_a_refused_one_is_fatal() -> None:
     svc, producer, conn = service()
-    svc._on_message(conn, message(1))  # type: ignore[arg-type]
-    svc._on_message(conn, message(2))  # type: ignore[arg-type]
+    svc._on_messages(conn, [message(1)])  # type: ignore[arg-type]
+    svc._on_messages(conn, [message(2)])  # type: ignore[arg-type]
     producer.confirm(0, DeliveryAbandoned("shutdown"))
     assert svc._exit_code == 0
     producer.confirm(1, RuntimeError("MSG_SIZE_TOO_LARGE"))
@@ -129,8 +129,22 @@ def test_an_abandoned_record_is_never_acknowledged_and_a_refused_one_is_fatal() 
 
 def test_a_reject_is_one_dead_letter_acknowledged_once_kafka_has_it() -> None:
     svc, producer, conn = service()
-    svc._on_message(conn, Inbound("devices/d1/telemetry", b"not json", 1, 9))  # type: ignore[arg-type]
+    bad = Inbound("devices/d1/telemetry", b"not json", 1, 9)
+    svc._on_messages(conn, [bad])  # type: ignore[arg-type]
     [(record, _, _)] = producer.sent
     assert record.kind == "dead_letter"
     producer.confirm(0)
     assert conn.pubacks == [9]
+
+
+def test_what_one_read_brought_is_produced_in_order_with_one_receive_time() -> None:
+    svc, producer, conn = service()
+    svc._on_messages(conn, [message(1, "a"), message(2, "b", readings=2), message(3, "a")])  # type: ignore[arg-type]
+    assert seqs(producer) == [10, 20, 21, 30]
+    assert len({h for _, headers, _ in producer.sent for h in headers
+                if h[0] == "ingest_time_ms"}) == 1
+    for i in (3, 1, 0):
+        producer.confirm(i)
+    assert conn.pubacks == [1]  # message 2 still waits for its second reading
+    producer.confirm(2)
+    assert conn.pubacks == [1, 2, 3]
