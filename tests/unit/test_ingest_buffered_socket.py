@@ -105,3 +105,15 @@ def test_small_packets_take_one_read_per_chunk_not_three_per_packet() -> None:
     assert counting.reads <= len(wire) // BufferedSocket.CHUNK + 3  # paho alone: 600+
     writer.close()
     reader.close()
+
+
+def test_aiomqtt_still_reads_on_while_the_socket_says_bytes_are_pending() -> None:
+    """BufferedSocket relies on this: if aiomqtt stopped calling `pending()` after each
+    read, buffered packets would wait for the next time the socket turns readable."""
+    import inspect
+
+    import aiomqtt
+
+    source = inspect.getsource(aiomqtt.Client._on_socket_open)
+    assert "client.loop_read()" in source
+    assert ".pending() > 0" in source
