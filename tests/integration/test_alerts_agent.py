@@ -38,6 +38,7 @@ from plumbing.topics import ALERTS, DLQ, ENRICHED, METADATA, RAW
 from processors.forwarder import HEADER_PROCESSOR
 from schemas.codec import default_codec
 from tests.support.components import Component, free_port
+from tests.support.kafka_helpers import commit_end_offsets, end_offsets
 from tests.support.pipeline import metric_value
 
 CODEC = default_codec()
@@ -47,28 +48,13 @@ S = 1_000_000  # µs
 T0 = (int(time.time()) - 3600) * S
 
 
-def end_offsets(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4()}"})
-    try:
-        return [
-            TopicPartition(t, p, consumer.get_watermark_offsets(TopicPartition(t, p), 10)[1])
-            for t in topics
-            for p in range(PARTITIONS)
-        ]
-    finally:
-        consumer.close()
+
+
 
 
 def start_group_at_end(bootstrap: str, group: str) -> None:
     """Commits the current end offsets of the app's inputs for a group nobody joined yet."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-    )
-    try:
-        consumer.commit(offsets=end_offsets(bootstrap, [RAW, ENRICHED, METADATA]),
-                        asynchronous=False)
-    finally:
-        consumer.close()
+    commit_end_offsets(bootstrap, group, [RAW, ENRICHED, METADATA])
 
 
 def rewind(bootstrap: str, group: str, offset: TopicPartition, timeout: float = 120) -> None:

@@ -30,33 +30,20 @@ from processors.forwarder import HEADER_PROCESSOR
 from processors.steps.dew_point import dew_point_c
 from schemas.codec import default_codec
 from tests.support.components import Component, free_port
+from tests.support.kafka_helpers import commit_end_offsets, end_offsets
 
 CODEC = default_codec()
 INPUTS = [RAW, METADATA]
 PARTITIONS = 6
 
 
-def end_offsets(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4()}"})
-    try:
-        return [
-            TopicPartition(t, p, consumer.get_watermark_offsets(TopicPartition(t, p), 10)[1])
-            for t in topics
-            for p in range(PARTITIONS)
-        ]
-    finally:
-        consumer.close()
+
+
 
 
 def start_group_at_end(bootstrap: str, group: str) -> None:
-    """Commits the current end offsets for a group nobody has joined yet."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-    )
-    try:
-        consumer.commit(offsets=end_offsets(bootstrap, INPUTS), asynchronous=False)
-    finally:
-        consumer.close()
+    """Commits the current end offsets of the app's inputs for a group nobody joined yet."""
+    commit_end_offsets(bootstrap, group, INPUTS)
 
 
 class Worker:

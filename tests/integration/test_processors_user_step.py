@@ -15,12 +15,13 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 from plumbing.topics import ENRICHED, METADATA, RAW
 from processors.forwarder import HEADER_PROCESSOR
 from schemas.codec import default_codec
 from tests.support.components import Component, free_port
+from tests.support.kafka_helpers import commit_end_offsets, end_offsets
 
 CODEC = default_codec()
 PARTITIONS = 6
@@ -145,25 +146,6 @@ def raw(device: str, degf: float) -> bytes:
         "metrics": [{"name": "temperature", "value": ("double", degf), "unit": "degF"},
                     {"name": "humidity", "value": ("double", 40.0), "unit": None}],
     })
-
-
-def end_offsets(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4()}"})
-    try:
-        return [TopicPartition(t, p, probe.get_watermark_offsets(TopicPartition(t, p), 10)[1])
-                for t in topics for p in range(PARTITIONS)]
-    finally:
-        probe.close()
-
-
-def commit_end_offsets(bootstrap: str, group: str, topics: list[str]) -> None:
-    """The new worker starts at the end: it processes only what this test produces."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                         "enable.auto.commit": False})
-    try:
-        consumer.commit(offsets=end_offsets(bootstrap, topics), asynchronous=False)
-    finally:
-        consumer.close()
 
 
 def end_reader(bootstrap: str, topic: str) -> Consumer:

@@ -47,6 +47,18 @@ def end_offsets(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
         consumer.close()
 
 
+def commit_end_offsets(bootstrap: str, group: str, topics: list[str]) -> None:
+    """Commits where `topics` end now for a group nobody joined yet: a worker started in it
+    processes only what comes after."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        consumer.commit(offsets=end_offsets(bootstrap, topics), asynchronous=False)
+    finally:
+        consumer.close()
+
+
 def consume_until(
     bootstrap: str,
     topics: list[str],
