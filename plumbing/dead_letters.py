@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from prometheus_client import Counter
 
@@ -21,6 +22,19 @@ REJECTED = Counter(
 #: these sizes the original and the detail are cut, and the detail says so.
 MAX_ORIGINAL_BYTES = 512 * 1024
 MAX_DETAIL_CHARS = 8_000
+#: Each rejected metric's own detail is cut shorter: a reading may list many of them.
+MAX_METRIC_DETAIL_CHARS = 500
+#: The listed metrics are cut past this many characters (names and details together), so
+#: original + detail + list stay under one Kafka record; the detail says how many were left out.
+MAX_REJECTED_METRICS_CHARS = 256 * 1024
+
+
+class RejectedMetric(NamedTuple):
+    """One metric (or tag) of a reading refused alone, listed in its reading's dead letter."""
+
+    metric: str
+    reason: Reason
+    detail: str
 
 
 def dead_letter(
@@ -32,11 +46,24 @@ def dead_letter(
     device_id: str | None = None,
     metric: str | None = None,
     source_topic: str | None = None,
+    rejected_metrics: Sequence[RejectedMetric] = (),
+    trace_id: str | None = None,
 ) -> dict[str, Any]:
-    """The dead-letter record, sized to fit a Kafka record; also counts the reject."""
-    REJECTED.labels(stage=stage, reason=reason.value).inc()
+    """The dead-letter record (schema DeadLetter v2), sized to fit a Kafka record.
+
+    Counts the reject: once for `reason` when nothing is listed in `rejected_metrics`,
+    else once per listed metric under that metric's own reason (the rejects are the metrics).
+    """
+    if rejected_metrics:
+        for rejected in rejected_metrics:
+            REJECTED.labels(stage=stage, reason=rejected.reason.value).inc()
+    else:
+        REJECTED.labels(stage=stage, reason=reason.value).inc()
     if len(detail) > MAX_DETAIL_CHARS:
         detail = detail[:MAX_DETAIL_CHARS] + " [...]"
+    listed, left_out = _listed(rejected_metrics)
+    if left_out:
+        detail += f" ({left_out} more rejected metrics not listed)"
     if len(original) > MAX_ORIGINAL_BYTES:
         detail += f" (original cut to {MAX_ORIGINAL_BYTES} of {len(original)} bytes)"
         original = original[:MAX_ORIGINAL_BYTES]
@@ -50,7 +77,24 @@ def dead_letter(
         "original": original,
         "original_format": original_format,
         "rejected_at_ms": int(time.time() * 1000),
+        "rejected_metrics": listed,
+        "trace_id": trace_id,
     }
+
+
+def _listed(rejected_metrics: Sequence[RejectedMetric]) -> tuple[list[dict[str, str]], int]:
+    """The rejected metrics as records, cut to the size budget; and how many were left out."""
+    listed: list[dict[str, str]] = []
+    used = 0
+    for i, r in enumerate(rejected_metrics):
+        detail = r.detail
+        if len(detail) > MAX_METRIC_DETAIL_CHARS:
+            detail = detail[:MAX_METRIC_DETAIL_CHARS] + " [...]"
+        used += len(r.metric) + len(detail) + len(r.reason.value)
+        if used > MAX_REJECTED_METRICS_CHARS:
+            return listed, len(rejected_metrics) - i
+        listed.append({"metric": r.metric, "reason": r.reason.value, "detail": detail})
+    return listed, 0
 
 
 def encode_dead_letter(record: dict[str, Any]) -> tuple[str, bytes | None, bytes]:

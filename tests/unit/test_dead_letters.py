@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from plumbing.dead_letters import MAX_ORIGINAL_BYTES, dead_letter, encode_dead_letter
+from plumbing.dead_letters import (
+    MAX_ORIGINAL_BYTES,
+    RejectedMetric,
+    dead_letter,
+    encode_dead_letter,
+)
 from plumbing.reasons import Reason
 from schemas.codec import default_codec
 
@@ -27,3 +32,38 @@ def test_a_small_original_travels_whole() -> None:
     record = dead_letter(Reason.INVALID_JSON, "bad", "ingest", b"{nope", "json")
     assert record["original"] == b"{nope"
     assert record["detail"] == "bad"
+
+
+def test_rejected_metrics_and_trace_id_travel_in_the_v2_record() -> None:
+    rejected = [RejectedMetric("temp", Reason.VALUE_NOT_A_NUMBER, "NaN is not a value")]
+    record = dead_letter(Reason.VALUE_NOT_A_NUMBER, "1 metric rejected", "validate", b"x", "avro",
+                         device_id="dev", rejected_metrics=rejected, trace_id="abc")
+    _, _, value = encode_dead_letter(record)
+    codec = default_codec()
+    assert codec.writer_of(value).version == 2
+    decoded = codec.decode(value)
+    assert decoded["rejected_metrics"] == [
+        {"metric": "temp", "reason": "value_not_a_number", "detail": "NaN is not a value"}]
+    assert decoded["trace_id"] == "abc"
+
+
+def test_a_v1_dead_letter_still_reads_with_an_empty_list() -> None:
+    codec = default_codec()
+    old = dead_letter(Reason.INVALID_JSON, "bad", "ingest", b"{nope", "json")
+    v1 = {k: v for k, v in old.items() if k not in ("rejected_metrics", "trace_id")}
+    decoded = codec.decode(codec.encode("DeadLetter", v1, version=1))
+    assert decoded["rejected_metrics"] == [] and decoded["trace_id"] is None
+
+
+def test_a_reading_with_huge_rejected_metric_list_still_fits_a_kafka_record() -> None:
+    # 30,000 rejected metrics with long names and details: the list is cut, the count kept.
+    rejected = [RejectedMetric("m" * 200 + str(i), Reason.VALUE_NOT_A_NUMBER, "d" * 2_000)
+                for i in range(30_000)]
+    record = dead_letter(Reason.VALUE_NOT_A_NUMBER, "many", "validate", b"y" * 2_000_000, "avro",
+                         rejected_metrics=rejected)
+    _, _, value = encode_dead_letter(record)
+    assert len(value) < KAFKA_DEFAULT_MAX_RECORD
+    decoded = default_codec().decode(value)
+    assert 0 < len(decoded["rejected_metrics"]) < 30_000
+    left_out = 30_000 - len(decoded["rejected_metrics"])
+    assert f"{left_out} more rejected metrics not listed" in decoded["detail"]
