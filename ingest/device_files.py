@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.device_ids import device_id_problem, shown
-from ingest.metadata import tag_problems
+from ingest.device_ids import checked_device_id, shown
+from ingest.metadata import DEFAULT_TAG_LIMITS, TagLimits, check_tags
+from ingest.rejected import Rejected
 from ingest.strict_json import JsonProblem, loads, type_name
 
 
@@ -40,29 +41,38 @@ class DeviceFile:
     good: list[DeviceRow] = field(default_factory=list)
     bad: list[BadRow] = field(default_factory=list)
     _first_seen: dict[str, str] = field(default_factory=dict)
+    tag_limits: TagLimits = DEFAULT_TAG_LIMITS
 
     def add(self, where: str, device_id: Any, tags: Any) -> None:
         problems: list[str] = []
         if not isinstance(device_id, str):
             problems.append(f"device_id is {type_name(device_id)}; it must be a string")
         else:
-            problem = device_id_problem(device_id)
-            if problem:
-                problems.append(problem)
+            device_id, rejected = checked_device_id(device_id)
+            if rejected is not None:
+                problems.append(rejected.detail)
             elif device_id in self._first_seen:
                 problems.append(f"device {shown(device_id)} already appears at "
                                 f"{self._first_seen[device_id]}; keep one row per device")
             else:
                 self._first_seen[device_id] = where
-        problems.extend(tag_problems(tags))
+        checked_tags: dict[str, str] = {}
+        try:
+            checked = check_tags(tags, self.tag_limits)
+            problems.extend(r.detail for r in checked.refused)
+            checked_tags = checked.tags
+        except Rejected as rej:
+            problems.append(rej.detail)
         if problems:
             self.bad.append(BadRow(where, problems))
         else:
             assert isinstance(device_id, str)
-            self.good.append(DeviceRow(where, device_id, dict(tags)))
+            self.good.append(DeviceRow(where, device_id, checked_tags))
 
 
-def read_device_file(path: Path, fmt: str | None = None) -> DeviceFile:
+def read_device_file(
+    path: Path, fmt: str | None = None, tag_limits: TagLimits = DEFAULT_TAG_LIMITS
+) -> DeviceFile:
     """Reads `path` (format from `fmt` or the extension); raises UnusableFile."""
     kind = (fmt or path.suffix.lstrip(".")).lower()
     if kind not in ("csv", "json"):
@@ -75,10 +85,10 @@ def read_device_file(path: Path, fmt: str | None = None) -> DeviceFile:
     except UnicodeDecodeError as exc:
         raise UnusableFile(f"{path}: not UTF-8 (invalid byte at offset {exc.start}); save "
                            "it as UTF-8") from None
-    return parse_csv(text) if kind == "csv" else parse_json(text)
+    return parse_csv(text, tag_limits) if kind == "csv" else parse_json(text, tag_limits)
 
 
-def parse_csv(text: str) -> DeviceFile:
+def parse_csv(text: str, tag_limits: TagLimits = DEFAULT_TAG_LIMITS) -> DeviceFile:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
@@ -86,7 +96,7 @@ def parse_csv(text: str) -> DeviceFile:
             raise UnusableFile("the file is empty; the first row must name the columns, "
                                "one of them device_id")
         _check_header(header)
-        out = DeviceFile()
+        out = DeviceFile(tag_limits=tag_limits)
         for cells in reader:
             where = f"line {reader.line_num}"
             if not any(cells):
@@ -116,12 +126,12 @@ def _check_header(header: list[str]) -> None:
             raise UnusableFile(f"line 1: column {shown(name)} appears twice")
 
 
-def parse_json(text: str) -> DeviceFile:
+def parse_json(text: str, tag_limits: TagLimits = DEFAULT_TAG_LIMITS) -> DeviceFile:
     try:
         document = loads(text)
     except JsonProblem as exc:
         raise UnusableFile(str(exc)) from None
-    out = DeviceFile()
+    out = DeviceFile(tag_limits=tag_limits)
     if isinstance(document, dict):
         for device_id, tags in document.items():
             out.add(f"device {shown(device_id)}", device_id, tags)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import functools
 import re
 
+from ingest.rejected import Rejected
+from plumbing.reasons import Reason
+from plumbing.stored_names import invisible_character_problem, nfc, tag_text_problem
+
 MAX_DEVICE_ID_BYTES = 128
 
 #: C0 and C1 control characters, DEL, and the Unicode line and paragraph separators: none of
@@ -36,7 +40,23 @@ def device_id_problem(device_id: str) -> str | None:
     if bad:
         return (f"device id {shown(device_id)} contains the control character "
                 f"U+{ord(bad.group()):04X}")
-    return None
+    return tag_text_problem(device_id, f"device id {shown(device_id)}")
+
+
+def checked_device_id(device_id: str) -> tuple[str, Rejected | None]:
+    """The id in NFC (how it is keyed and stored), and why it is refused (None: it is fine).
+
+    An id with an invisible character is `invisible_character`, anything else wrong with it
+    `invalid_device_id`.
+    """
+    if _SURROGATES.search(device_id):
+        return device_id, Rejected(Reason.INVALID_DEVICE_ID, device_id_problem(device_id) or "")
+    device_id = nfc(device_id)
+    invisible = invisible_character_problem(device_id, f"device id {shown(device_id)}")
+    if invisible is not None:
+        return device_id, Rejected(Reason.INVISIBLE_CHARACTER, invisible)
+    problem = device_id_problem(device_id)
+    return device_id, None if problem is None else Rejected(Reason.INVALID_DEVICE_ID, problem)
 
 
 def topic_levels_of(topic_filter: str) -> list[str]:

@@ -36,7 +36,7 @@ def load_devices(
 ) -> int:
     """Checks the file, publishes its good rows, reports the bad ones; returns the exit code."""
     try:
-        parsed = read_device_file(path, fmt)
+        parsed = read_device_file(path, fmt, settings.tag_limits)
     except UnusableFile as exc:
         print(f"{path}: {exc}", file=err)
         return EXIT_UNUSABLE

@@ -28,10 +28,24 @@ _VALUE_OBJECT_KEYS = frozenset(("value", "unit"))
 _FIX_SHAPE = 'send {"metrics": {"<name>": <number>}} or an array of such objects'
 
 
+#: Defaults of IngestSettings.ingest_max_readings_per_message and _metrics_per_reading.
+MAX_READINGS_PER_MESSAGE = 10_000
+MAX_METRICS_PER_READING = 1_000
+
+
 def decode_telemetry(
-    payload: bytes, device_id: str, received_at_ms: int, max_bytes: int
+    payload: bytes,
+    device_id: str,
+    received_at_ms: int,
+    max_bytes: int,
+    max_readings: int = MAX_READINGS_PER_MESSAGE,
+    max_metrics: int = MAX_METRICS_PER_READING,
 ) -> list[dict[str, Any]]:
-    """The RawReading records of one MQTT message; raises Rejected for the whole message."""
+    """The RawReading records of one MQTT message; raises Rejected for the whole message.
+
+    The caps bound what one message can become downstream (records, dead letters): over
+    them the message is one dead letter, whatever it holds.
+    """
     if len(payload) > max_bytes:
         raise Rejected(
             Reason.PAYLOAD_TOO_LARGE,
@@ -49,6 +63,10 @@ def decode_telemetry(
     elif isinstance(document, list):
         if not document:
             raise Rejected(Reason.INVALID_SHAPE, f"the batch array is empty; {_FIX_SHAPE}")
+        if len(document) > max_readings:
+            raise Rejected(Reason.TOO_MANY_READINGS, (
+                f"the batch holds {len(document)} readings; at most {max_readings} are "
+                "accepted in one message: send smaller batches"))
         for i, item in enumerate(document):
             if not isinstance(item, dict):
                 raise Rejected(
@@ -62,23 +80,28 @@ def decode_telemetry(
         )
     batch = len(objects) > 1 or isinstance(document, list)
     return [
-        _reading(obj, f"batch item {i}: " if batch else "", device_id, received_at_ms)
+        _reading(obj, f"batch item {i}: " if batch else "", device_id, received_at_ms,
+                 max_metrics)
         for i, obj in enumerate(objects)
     ]
 
 
 def _reading(
-    obj: dict[str, Any], where: str, device_id: str, received_at_ms: int
+    obj: dict[str, Any], where: str, device_id: str, received_at_ms: int, max_metrics: int
 ) -> dict[str, Any]:
     metrics = obj.get("metrics")
     if metrics is None and "metrics" not in obj:
-        metrics = {}  # no metrics at all: the validate stage rejects it as no_metrics
+        metrics = {}  # no metrics at all: ingest/records.py refuses it as no_metrics
     if not isinstance(metrics, dict):
         raise Rejected(
             Reason.INVALID_SHAPE,
             f'{where}"metrics" is {type_name(metrics)}; it must be an object of metric name '
             "to number or {\"value\": <number>, \"unit\": \"<unit>\"}",
         )
+    if len(metrics) > max_metrics:
+        raise Rejected(Reason.TOO_MANY_METRICS, (
+            f"{where}the reading holds {len(metrics)} metrics; at most {max_metrics} are "
+            "accepted in one reading: split it"))
     try:
         return {
             "device_id": device_id,

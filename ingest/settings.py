@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from ingest.metadata import MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTES, MAX_TAGS, TagLimits
 from plumbing.settings import KafkaSettings, ObservabilitySettings
 
 #: Room a dead letter needs beside the original payload: the MQTT topic (at most 64 KiB by the
@@ -68,6 +69,18 @@ class IngestSettings(KafkaSettings, ObservabilitySettings):
 
     ingest_max_payload_bytes: int = Field(default=256 * 1024, ge=1)
     """Largest MQTT payload accepted; larger ones are dead-lettered as `payload_too_large`."""
+    ingest_max_readings_per_message: int = Field(default=10_000, ge=1)
+    """Most readings (batch items) in one MQTT message; a larger batch is dead-lettered whole
+    as `too_many_readings` (one dead letter, not one per reading)."""
+    ingest_max_metrics_per_reading: int = Field(default=1_000, ge=1)
+    """Most metrics in one reading; a message with a reading over it is dead-lettered whole as
+    `too_many_metrics`."""
+    ingest_max_tags_per_device: int = Field(default=MAX_TAGS, ge=1)
+    """Most metadata tags of one device; more is `too_many_tags` (the message is refused)."""
+    ingest_max_tag_key_bytes: int = Field(default=MAX_TAG_KEY_BYTES, ge=1)
+    """Longest tag key in UTF-8 bytes; a longer tag is refused alone (`tag_too_long`)."""
+    ingest_max_tag_value_bytes: int = Field(default=MAX_TAG_VALUE_BYTES, ge=1)
+    """Longest tag value in UTF-8 bytes; a longer tag is refused alone (`tag_too_long`)."""
     ingest_max_in_flight: int = Field(default=10_000, ge=1)
     """Kafka records produced but not yet confirmed; at the limit ingest takes no new message
     (what the broker already sent waits, in order) until Kafka confirms more."""
@@ -147,6 +160,11 @@ class IngestSettings(KafkaSettings, ObservabilitySettings):
             # number of every topic whoever produced it; librdkafka's default is CRC32.
             "partitioner": "murmur2_random",
         }
+
+    @property
+    def tag_limits(self) -> TagLimits:
+        return TagLimits(self.ingest_max_tags_per_device, self.ingest_max_tag_key_bytes,
+                         self.ingest_max_tag_value_bytes)
 
     @property
     def shared_telemetry_filter(self) -> str:

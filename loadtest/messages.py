@@ -106,11 +106,13 @@ _IMPOSSIBLE: tuple[tuple[str, Any], ...] = (
     ("temperature", -274.0),
     ("humidity", 100.5),
 )
+#: Refused whole (`invalid_metadata`); a bad tag inside an object is refused alone with its own
+#: reason (`invalid_tag` and others), which is not this variant.
 _BAD_METADATA: tuple[bytes, ...] = (
     b'["site", "Lyon Plant"]',
-    b'{"site": {"nested": "x"}}',
+    b'"site: Lyon"',
     b"site=Lyon",
-    b'{"site": ["a", "b"]}',
+    b"null",
 )
 
 

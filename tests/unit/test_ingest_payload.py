@@ -16,7 +16,8 @@ from plumbing.reasons import Reason
 from schemas.codec import default_codec
 
 LIMIT = 256 * 1024
-INGEST_REASONS = {Reason.PAYLOAD_TOO_LARGE, Reason.INVALID_JSON, Reason.INVALID_SHAPE}
+INGEST_REASONS = {Reason.PAYLOAD_TOO_LARGE, Reason.INVALID_JSON, Reason.INVALID_SHAPE,
+                  Reason.TOO_MANY_READINGS, Reason.TOO_MANY_METRICS}
 
 
 def decode(payload: bytes | str, limit: int = LIMIT) -> list[dict]:
@@ -162,9 +163,18 @@ def test_a_hundred_thousand_metrics_decode_when_the_limit_allows_them() -> None:
     payload = json.dumps({"metrics": {f"m{i}": i for i in range(100_000)}})
     assert len(payload) > LIMIT
     assert rejected(payload).reason == Reason.PAYLOAD_TOO_LARGE
-    [reading] = decode(payload, limit=len(payload))
+    data = payload.encode()
+    assert rejected(payload, limit=len(payload)).reason == Reason.TOO_MANY_METRICS
+    [reading] = decode_telemetry(data, "dev-1", 1, len(data), max_metrics=100_000)
     assert len(reading["metrics"]) == 100_000
     assert reading["metrics"][99_999] == {"name": "m99999", "value": 99_999, "unit": None}
+
+
+def test_a_batch_over_the_readings_cap_is_rejected_whole() -> None:
+    payload = b"[" + b",".join([b"{}"] * 87_380) + b"]"  # 256 KiB of empty readings
+    rej = rejected(payload, limit=len(payload))
+    assert rej.reason == Reason.TOO_MANY_READINGS and "87380 readings" in rej.detail
+    assert len(decode_telemetry(payload, "d", 1, len(payload), max_readings=87_380)) == 87_380
 
 
 def test_nesting_up_to_the_limit_is_kept_as_json_text() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ingest.records import headers, records_for
@@ -96,7 +98,7 @@ def test_metadata_becomes_device_metadata_and_empty_payload_a_tombstone() -> Non
 @pytest.mark.parametrize(
     ("topic", "payload", "reason", "device_id"),
     [
-        ("devices/d1/metadata", b'{"floor": 3}', Reason.INVALID_METADATA, "d1"),
+        ("devices/d1/metadata", b'["floor", 3]', Reason.INVALID_METADATA, "d1"),
         ("devices/d1/metadata", b"not json", Reason.INVALID_METADATA, "d1"),
         ("devices/" + "€" * 43 + "/metadata", b"{}", Reason.INVALID_DEVICE_ID, None),
     ],
@@ -110,6 +112,49 @@ def test_bad_metadata_is_dead_lettered_at_stage_metadata(
     letter = codec.decode(record.value)
     assert (letter["reason"], letter["stage"], letter["device_id"]) == (
         reason.value, "metadata", device_id)
+    assert letter["original"] == payload
+
+
+def test_a_bad_tag_is_refused_alone_and_the_other_tags_are_stored() -> None:
+    payload = ('{"site": "berlin", "floor": 3, "rack": "r1\\\\", "room": "caf\u0065\u0301", '
+               '"x": "a\u200bb"}')
+    _, [metadata, letter_record] = records_for("devices/d1/metadata", payload.encode(), SETTINGS, 9)
+    assert metadata.topic == METADATA and metadata.value is not None
+    assert codec.decode(metadata.value)["tags"] == {"site": "berlin", "room": "caf\u00e9"}
+    assert letter_record.topic == DLQ and letter_record.value is not None
+    letter = codec.decode(letter_record.value)
+    assert letter["stage"] == "metadata" and letter["original"] == payload.encode()
+    assert [(r["metric"], r["reason"]) for r in letter["rejected_metrics"]] == [
+        ("floor", "invalid_tag"), ("rack", "invalid_tag"), ("x", "invisible_character")]
+    assert "3 of 5 tags refused" in letter["detail"]
+
+
+def test_over_the_caps_a_message_is_one_dead_letter() -> None:
+    many_readings = json.dumps([{"metrics": {"a": 1}}] * 11).encode()
+    many_metrics = json.dumps({"metrics": {f"m{i}": 1 for i in range(6)}}).encode()
+    many_tags = json.dumps({f"t{i}": "v" for i in range(4)}).encode()
+    capped = SETTINGS.model_copy(update={
+        "ingest_max_readings_per_message": 10, "ingest_max_metrics_per_reading": 5,
+        "ingest_max_tags_per_device": 3})
+    for topic, payload, reason in [
+        ("devices/d1/telemetry", many_readings, Reason.TOO_MANY_READINGS),
+        ("devices/d1/telemetry", many_metrics, Reason.TOO_MANY_METRICS),
+        ("devices/d1/metadata", many_tags, Reason.TOO_MANY_TAGS),
+    ]:
+        _, [record] = records_for(topic, payload, capped, 9)
+        assert record.topic == DLQ and record.value is not None
+        letter = codec.decode(record.value)
+        assert letter["reason"] == reason.value and letter["original"] == payload
+
+
+def test_readings_without_metrics_share_one_dead_letter_and_the_rest_go_on() -> None:
+    payload = json.dumps([{}] * 500 + [{"metrics": {"a": 1}}] + [{"metrics": {}}] * 10).encode()
+    _, records = records_for("devices/d1/telemetry", payload, SETTINGS, 9)
+    assert [r.kind for r in records] == ["reading", "dead_letter"]
+    assert records[1].value is not None
+    letter = codec.decode(records[1].value)
+    assert letter["reason"] == "no_metrics" and letter["stage"] == "ingest"
+    assert "510 of 511 readings have no metrics" in letter["detail"]
     assert letter["original"] == payload
 
 
