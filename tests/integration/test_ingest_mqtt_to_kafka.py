@@ -287,7 +287,8 @@ def test_hostile_but_decodable_payloads_travel_on_for_validate_to_judge(
     ingest: Component, publisher: Publisher, raw: KafkaTail
 ) -> None:
     device = f"hostile-{uuid.uuid4().hex}"
-    many = {f"m{i}": i for i in range(10_000)}
+    # As many metrics as the default cap (ingest_max_metrics_per_reading) lets through.
+    many = {f"m{i}": i for i in range(1_000)}
     publisher.publish(f"{PREFIX}/{device}/telemetry",
                       b'{"seq": 1, "metrics": {"nan": NaN, "inf": -Infinity, "huge": '
                       + b"9" * 3000 + b', "nul\\u0000": "\\ud83d\\ude00"}}')
@@ -301,6 +302,25 @@ def test_hostile_but_decodable_payloads_travel_on_for_validate_to_judge(
     assert first["nul\x00"] == "\U0001f600"
     assert {m["name"]: m["value"] for m in records[2]["metrics"]} == many
     assert "ready" in readyz(ingest.health_port or 0)
+
+
+def test_over_the_caps_is_one_dead_letter_with_its_own_reason(
+    ingest: Component, publisher: Publisher, raw: KafkaTail, dlq: KafkaTail
+) -> None:
+    device = f"caps-{uuid.uuid4().hex}"
+    too_many_metrics = {"seq": 1, "metrics": {f"m{i}": i for i in range(1_001)}}
+    too_many_readings = [{"metrics": {"a": 1}}] * 10_001  # ~200 KB: under the size cap
+    publisher.publish(f"{PREFIX}/{device}/telemetry", json.dumps(too_many_metrics))
+    publisher.publish(f"{PREFIX}/{device}/telemetry",
+                      json.dumps(too_many_readings, separators=(",", ":")))
+    publisher.publish(f"{PREFIX}/{device}/telemetry", json.dumps({"seq": 3, "metrics": {"a": 1}}))
+    letters = [value_of(m) for m in dlq.collect(key_in({device}), lambda f: len(f) >= 2)]
+    assert [(x["reason"], x["stage"]) for x in letters] == [
+        ("too_many_metrics", "ingest"), ("too_many_readings", "ingest")]
+    assert "1001" in letters[0]["detail"].replace(" ", "").replace(",", "")
+    # The reading after them still goes through: a refused message holds nothing up.
+    found = raw.collect(key_in({device}), lambda f: len(f) >= 1)
+    assert [value_of(m)["seq"] for m in found] == [3]
 
 
 # --- (b) rejects --------------------------------------------------------------------------------
@@ -418,9 +438,13 @@ def test_metadata_over_mqtt_lands_on_devices_metadata_and_empty_is_a_tombstone(
         "updated_at_ms": value_of(found[0])["updated_at_ms"], "source": "mqtt"}
     assert found[1].value() is None
     letters = [value_of(m) for m in dlq.collect(key_in({bad}), lambda f: len(f) >= 2)]
+    # Each bad tag is refused alone (listed in the message's one dead letter); a payload that
+    # is not an object of tags is refused whole.
     assert [(x["reason"], x["stage"], x["device_id"]) for x in letters] == [
-        ("invalid_metadata", "metadata", bad)] * 2
-    assert "is a number" in letters[0]["detail"] and "U+000A" in letters[0]["detail"]
+        ("invalid_tag", "metadata", bad), ("invalid_metadata", "metadata", bad)]
+    listed = {m["metric"]: m for m in letters[0]["rejected_metrics"]}
+    assert set(listed) == {"site", "note"}
+    assert "is a number" in listed["site"]["detail"] and "U+000A" in listed["note"]["detail"]
     assert letters[1]["original"] == b"[1, 2]"
 
 
