@@ -12,11 +12,21 @@ from stack.processes import StackError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stack", help="the local stack of real servers (Mosquitto, Kafka, InfluxDB)")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("up", help="install on first use, start, wait until ready").set_defaults(
-        func=_up
+    p = sub.add_parser(
+        "stack",
+        help="the local stack of real servers (Mosquitto, Kafka, InfluxDB; Telegraf optional)",
     )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = actions.add_parser("up", help="install on first use, start, wait until ready")
+    up.add_argument(
+        "--with",
+        dest="with_optional",
+        action="append",
+        default=[],
+        choices=["telegraf"],
+        help="also install (first use: built, ~2 min) and start an optional server; repeatable",
+    )
+    up.set_defaults(func=_up)
     actions.add_parser("down", help="stop what `up` started, by PID").set_defaults(func=_down)
     st = actions.add_parser("status", help="each server, its address and version")
     st.add_argument("--json", action="store_true", help="machine-readable, with credentials")
@@ -29,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _up(args: argparse.Namespace) -> int:
     stack = LocalStack()
     try:
-        stack.up()
+        stack.up(with_optional=args.with_optional)
     except StackError as exc:
         print(f"stack up failed: {exc}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -11,9 +12,11 @@ from stack.credentials import Credentials
 from stack.influxdb import InfluxDB
 from stack.kafka import Kafka
 from stack.mosquitto import Mosquitto
+from stack.processes import StackError
 from stack.prometheus import Prometheus
 from stack.service import Service
 from stack.settings import StackSettings
+from stack.telegraf import Telegraf
 
 
 class LocalStack:
@@ -27,15 +30,26 @@ class LocalStack:
         self.influxdb = InfluxDB(self.settings, self.creds)
         self.prometheus = Prometheus(self.settings, self.creds)
         self.services: list[Service] = [self.mosquitto, self.kafka, self.influxdb, self.prometheus]
+        self.telegraf = Telegraf(self.settings, self.creds)
+        #: started only when asked for (`up(with_optional=...)`), after the servers they use
+        self.optional: dict[str, Service] = {self.telegraf.name: self.telegraf}
 
-    def up(self) -> list[str]:
-        """Installs what is missing, starts what is not running; returns what it started."""
+    def up(self, with_optional: Sequence[str] = ()) -> list[str]:
+        """Installs what is missing, starts what is not running; returns what it started.
+
+        `with_optional` names optional servers (`telegraf`) to install and start as well."""
+        unknown = sorted(set(with_optional) - set(self.optional))
+        if unknown:
+            raise StackError(
+                f"no optional server {', '.join(unknown)}; there is: {', '.join(self.optional)}"
+            )
+        services = self.services + [self.optional[name] for name in with_optional]
         started: list[str] = []
         t0 = time.monotonic()
         with install_lock(self.settings.stack_cache_dir):
-            for svc in self.services:
+            for svc in services:
                 svc.install()
-        for svc in self.services:
+        for svc in services:
             if svc.start():
                 started.append(svc.name)
                 say(f"{svc.name} {svc.version} ready at {svc.address}")
@@ -43,9 +57,16 @@ class LocalStack:
         say(f"stack up in {time.monotonic() - t0:.0f}s")
         return started
 
+    def install_optional(self, name: str) -> Service:
+        """Builds an optional server if it is not cached yet (one installer at a time)."""
+        svc = self.optional[name]
+        with install_lock(self.settings.stack_cache_dir):
+            svc.install()
+        return svc
+
     def down(self, only: list[str] | None = None) -> list[str]:
         stopped = []
-        for svc in reversed(self.services):
+        for svc in reversed(self.services + list(self.optional.values())):
             if only is not None and svc.name not in only:
                 continue
             if svc.stop():
@@ -61,6 +82,10 @@ class LocalStack:
             "cache_dir": str(self.settings.stack_cache_dir),
             "services": {s.name: asdict(s.status()) for s in self.services},
         }
+        # optional servers are listed while they run (`stack up --with telegraf`)
+        out["services"].update(
+            {s.name: asdict(s.status()) for s in self.optional.values() if s.pid() is not None}
+        )
         if with_credentials:
             out["credentials"] = self.creds.as_dict()
         return out

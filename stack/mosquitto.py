@@ -96,15 +96,22 @@ connection_messages true
 
 
 def connack_code(
-    port: int, username: str | None, password: str | None, timeout: float = 5.0
+    port: int,
+    username: str | None,
+    password: str | None,
+    timeout: float = 5.0,
+    client_id: str = "",
 ) -> int | None:
     """Connects with MQTT 3.1.1 and returns the CONNACK reason code (0 = accepted).
 
-    No username means an anonymous connection.
+    No username means an anonymous connection. The session is a clean one: connecting with
+    the `client_id` of a persistent session ends that session (and drops what it queued).
     """
     result: list[int] = []
     got = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+    )
     if username is not None:
         client.username_pw_set(username, password)
 

@@ -77,6 +77,10 @@ class Service(ABC):
     def extra_ports(self) -> dict[int, str]:
         return {}
 
+    def ports(self) -> dict[int, str]:
+        """Every port it listens on -> the setting that moves it (checked free at start)."""
+        return {self.port: self.port_setting, **self.extra_ports()}
+
     def pid(self) -> int | None:
         return read_pid(self.pid_file)
 
@@ -84,7 +88,7 @@ class Service(ABC):
         """Starts unless already running; returns whether it started it."""
         if self.pid() is not None:
             return False
-        for port, setting in {self.port: self.port_setting, **self.extra_ports()}.items():
+        for port, setting in self.ports().items():
             require_free_port(port, setting, self.name)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,18 @@ class StackSettings(TelemetrySettings):
     """InfluxDB OSS module version built from the Go module proxy."""
     stack_kafka_heap: str = "768m"
     """JVM heap of the Kafka broker."""
+    stack_telegraf_version: str = "1.37.2"
+    """Telegraf built from its Go module (optional: `stack up --with telegraf`, and
+    `telemetry benchmark --compare telegraf`)."""
+    stack_telegraf_bucket: str = "telegraf"
+    """InfluxDB bucket Telegraf writes into (same org and InfluxDB as the pipeline's)."""
+    stack_telegraf_client_id: str = "telemetry-telegraf"
+    """MQTT client id of Telegraf's persistent session."""
+    stack_telegraf_batch_size: int = 1000
+    """Telegraf's metric_batch_size and its mqtt_consumer max_undelivered_messages (one
+    reading per message: a full batch is written at once); at most Mosquitto's 1,000 in flight."""
+    stack_telegraf_flush_interval_s: float = 1.0
+    """Telegraf's flush_interval: the longest a reading waits for a batch that does not fill."""
 
     @property
     def logs_dir(self) -> Path:
