@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "processors.cli",
     "sinks.cli",
     "loadtest.cli",
+    "dlq.cli",
 )
 
 

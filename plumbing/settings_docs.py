@@ -101,6 +101,7 @@ def write_docs(root: Path = ROOT) -> list[Path]:
 
 #: What `telemetry config NAME` prints.
 COMPONENTS = {
+    "dlq": "dlq.settings:DlqSettings",
     "ingest": "ingest.settings:IngestSettings",
     "process": "processors.settings:ProcessorSettings",
     "sink-influxdb": "sinks.settings:InfluxDBSinkSettings",
