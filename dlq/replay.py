@@ -161,6 +161,11 @@ class Replayer:
                 if self.limit is not None and self._taken >= self.limit:
                     break
             self._flush()
+        except KeyboardInterrupt:
+            # What was sent is confirmed and recorded before stopping, so the next replay
+            # does not send it again.
+            self._flush()
+            raise
         finally:
             for sender in self._senders.values():
                 sender.close()

@@ -7,6 +7,8 @@ import io
 from collections.abc import Iterable
 from typing import Any
 
+import pytest
+
 from dlq.destinations import Destination
 from dlq.filters import LetterFilter
 from dlq.progress import Progress
@@ -171,3 +173,16 @@ def test_progress_goes_to_its_stream_as_lines_when_not_a_terminal() -> None:
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("replay [")
     assert lines[-1].startswith("replay [" + "#" * 30 + "] 100%  5/5  replayed 4  skipped 0")
+
+
+def test_ctrl_c_records_what_was_already_sent() -> None:
+    log, kafka = FakeLog(), FakeSender()
+
+    def interrupted() -> Any:
+        yield letter(1, original=b"\xc3\x01one")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        replayer(log, kafka, FakeSender()).run(interrupted())
+    assert [i for i, _ in log.recorded] == ["telemetry.dlq/3/1"]
+    assert kafka.closed
