@@ -71,12 +71,12 @@ def _run(args: argparse.Namespace, work: str) -> int:
     except KafkaException as exc:
         print(f"telemetry dlq {work}: Kafka: {exc}", file=sys.stderr)
         return 2
-    except ConnectionError as exc:
-        print(f"telemetry dlq {work}: {exc}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `| head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # the MQTT broker out of reach or refusing us
+        print(f"telemetry dlq {work}: {exc}", file=sys.stderr)
+        return 2
     finally:
         reader.close()
 

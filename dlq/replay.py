@@ -12,6 +12,7 @@ metric of a reading) are sent once and all recorded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -161,10 +162,12 @@ class Replayer:
                 if self.limit is not None and self._taken >= self.limit:
                     break
             self._flush()
-        except KeyboardInterrupt:
-            # What was sent is confirmed and recorded before stopping, so the next replay
-            # does not send it again.
-            self._flush()
+        except BaseException:
+            # Ctrl-C, or a broker out of reach: what was sent is confirmed and recorded
+            # before stopping (as far as the brokers still answer), so the next replay does
+            # not send it again.
+            with contextlib.suppress(Exception):
+                self._flush()
             raise
         finally:
             for sender in self._senders.values():

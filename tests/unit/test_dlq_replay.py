@@ -186,3 +186,18 @@ def test_ctrl_c_records_what_was_already_sent() -> None:
         replayer(log, kafka, FakeSender()).run(interrupted())
     assert [i for i, _ in log.recorded] == ["telemetry.dlq/3/1"]
     assert kafka.closed
+
+
+def test_a_broker_out_of_reach_stops_the_replay_after_recording_what_was_sent() -> None:
+    log, kafka = FakeLog(), FakeSender()
+
+    def unreachable() -> FakeSender:
+        raise ConnectionRefusedError("MQTT broker 127.0.0.1:1883 refused the connection")
+
+    many = [letter(1, original=b"\xc3\x01one"),
+            letter(2, stage="ingest", original=b"{}", original_format="json",
+                   source_topic="devices/pump-1/telemetry")]
+    with pytest.raises(ConnectionRefusedError):
+        Replayer(log, {"kafka": lambda: kafka, "mqtt": unreachable}, LetterFilter(),
+                 rate=0).run(many)
+    assert [i for i, _ in log.recorded] == ["telemetry.dlq/3/1"]
