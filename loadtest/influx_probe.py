@@ -86,15 +86,23 @@ class InfluxProbe:
         )
 
     def latest_seq_by_device(self, prefix: str, start: datetime) -> dict[str, tuple[datetime, int]]:
-        """device -> (time, seq) of its newest stored point that has a seq."""
+        """device -> (time, seq) of its highest stored seq.
+
+        `last()` answers once per series, and a device has several when its tags changed
+        during the run (its first readings stored before its metadata arrived): the highest
+        seq of them is the device's, whatever order the tables come in.
+        """
         flux = self._run_filter(prefix, start, None) + (
             '  |> filter(fn: (r) => r._field == "seq")\n  |> last()\n'
         )
-        return {
-            str(r["device_id"]): (r["_time"], int(r["_value"]))
-            for r in self.query(flux)
-            if r.get("_value") is not None
-        }
+        latest: dict[str, tuple[datetime, int]] = {}
+        for r in self.query(flux):
+            if r.get("_value") is None:
+                continue
+            device, seq = str(r["device_id"]), int(r["_value"])
+            if seq > latest.get(device, (r["_time"], -1))[1]:
+                latest[device] = (r["_time"], seq)
+        return latest
 
     def seq_counts(self, prefix: str, start: datetime, stop: datetime) -> dict[str, int]:
         """device -> number of distinct seq values stored.
