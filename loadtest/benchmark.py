@@ -464,6 +464,13 @@ def check_args(args: argparse.Namespace) -> str | None:
         return "--devices must be at least 1"
     if args.bad_ratio is not None and not 0.0 <= args.bad_ratio <= 1.0:
         return "--bad-ratio must be between 0 and 1"
+    if getattr(args, "compare", None):
+        if args.component:
+            return "--compare runs whole systems, --component one of ours alone: choose one"
+        if args.payload != "uniform":
+            return "--compare needs --payload uniform: the load both systems read alike"
+        if args.bad_ratio:
+            return "--compare sends no bad messages (Telegraf has no reject path to compare)"
     if args.component and args.find_max:
         return (
             "--component measures one component on a backlog, --find-max the whole "
@@ -538,6 +545,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"benchmark: the local stack did not come up: {exc}", file=sys.stderr)
         return 1
     env = component_env(stack)
+    if getattr(args, "compare", None):
+        from loadtest.compare import run_compare  # it builds on this module's pieces
+
+        return run_compare(args, env, stack, out_dir, started_at, stop)
     if args.component:
         return run_component(args, env, stack, out_dir, started_at, stop)
     if args.find_max:
@@ -847,13 +858,16 @@ def find_max_report(
         "find_max": result,
         "cpu_us_per_reading": best["cpu_us_per_reading"] if best else None,
         "cpu_us_per_reading_step": best["index"] if best else None,
-        "components": _components(timeline, exits),
+        "components": components_section(timeline, exits),
         "warnings": warnings,
         "timeline": timeline.rows if timeline else [],
     }
 
 
-def _components(timeline: Timeline | None, exits: dict[str, int | None]) -> dict[str, Any]:
+def components_section(
+    timeline: Timeline | None, exits: dict[str, int | None]
+) -> dict[str, Any]:
+    """pid, peak RSS, CPU seconds and exit code of each process the run started."""
     return {
         name: {
             "pid": timeline.pids.get(name) if timeline else None,

@@ -71,6 +71,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--ts-format", choices=("mixed", "epoch_ms"),
         help="ts of good readings: mixed forms, or epoch ms only (default mixed)",
     )
+    p.add_argument(
+        "--units", choices=("mixed", "canonical"),
+        help="metric values: each device's own units, or bare canonical numbers only "
+        "(default mixed)",
+    )
     p.set_defaults(func=_lazy("loadtest.simulator"))
 
     r = sub.add_parser(
@@ -168,6 +173,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=2000.0,
         help="--find-max: a step fails when p99 publish -> queryable exceeds this (default 2000)",
+    )
+    b.add_argument(
+        "--compare",
+        choices=("telegraf",),
+        help="the same steps (or with --find-max the same ramp) through our pipeline, then "
+        "through Telegraf (built on first use, ~2 min; cached), each alone; the report "
+        "compares loss, latency, CPU and memory per message",
     )
     b.set_defaults(func=_lazy("loadtest.benchmark"))
 

@@ -54,6 +54,9 @@ SINGLE, BATCH, METADATA = "single", "batch", "metadata"
 #: always epoch milliseconds (the comparable load, and what Telegraf's json_v2 can read).
 TS_MIXED, TS_EPOCH_MS = "mixed", "epoch_ms"
 TS_FORMATS = (TS_MIXED, TS_EPOCH_MS)
+#: metric values: each device's own units (bare or {"value", "unit"}), or bare canonical only
+UNITS_MIXED, UNITS_CANONICAL = "mixed", "canonical"
+UNITS_CHOICES = (UNITS_MIXED, UNITS_CANONICAL)
 
 _JUNK_JSON: tuple[bytes, ...] = (
     b"temperature=21.5,humidity=40",
@@ -178,10 +181,14 @@ class MessageGenerator:
         ts_format: str = TS_MIXED,
         share: tuple[int, int] = (0, 1),
         topic_prefix: str = TOPIC_PREFIX,
+        units: str = UNITS_MIXED,
     ) -> None:
         """`share` = (k, n): this generator sends for the k-th of n contiguous blocks of the
         fleet, at `rate` (its own part of the total), so n processes split one fleet and each
-        device's seq lives in exactly one of them. The fleet itself depends on the seed only."""
+        device's seq lives in exactly one of them. The fleet itself depends on the seed only.
+
+        `units` canonical: every metric a bare number in its canonical unit (the fleet's
+        random draws stay the same, so the seed still gives the same devices and values)."""
         if devices < 1:
             raise ValueError("need at least one device")
         if not 0.0 <= bad_ratio <= 1.0:
@@ -190,11 +197,16 @@ class MessageGenerator:
             raise ValueError("rate must be positive")
         if ts_format not in TS_FORMATS:
             raise ValueError(f"ts_format must be one of {TS_FORMATS}")
+        if units not in UNITS_CHOICES:
+            raise ValueError(f"units must be one of {UNITS_CHOICES}")
         index, parts = share
         if not 0 <= index < parts or parts > devices:
             raise ValueError("share (k, n) needs 0 <= k < n <= devices")
         self.rng = random.Random(seed)
         fleet = make_devices(devices, prefix, self.rng, metrics_per_reading)
+        if units == UNITS_CANONICAL:
+            for device in fleet:
+                device.units = dict.fromkeys(device.units)
         if parts > 1:
             self.rng = random.Random(f"{seed}/{index}/{parts}")
         self.devices = fleet[devices * index // parts : devices * (index + 1) // parts]

@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display: write files only
 import matplotlib.pyplot as plt
 
+from loadtest.comparison_plot import cpu_bars, latency_lines
+
 
 def percentiles(samples: list[float], points: tuple[int, ...] = (50, 90, 99)) -> dict[str, float]:
     """Nearest-rank percentiles, plus min, max and count; empty when there are no samples."""
@@ -46,6 +48,15 @@ def _title(report: dict[str, Any]) -> str:
         return (
             f"telemetry benchmark --component {run.get('component', '?')} {when}: "
             f"{run.get('count', '?')} readings, {c.get('readings_per_s', '?')} readings/s steady"
+        )
+    if mode == "compare":
+        comp = report.get("comparison") or {}
+        held = ", ".join(f"{n} {s.get('max_rate_held')}"
+                         for n, s in (comp.get("systems") or {}).items())  # fmt: skip
+        ratio = (comp.get("ratios_ours_over_telegraf") or {}).get("cpu_us_per_message")
+        return (
+            f"benchmark --compare {run.get('compare', '?')} {when[:16]}: held msg/s {held}; "
+            f"CPU/msg ours/{run.get('compare', '?')} {ratio}"
         )
     if mode == "find_max":
         fm = report.get("find_max", {})
@@ -90,33 +101,40 @@ def plot(report: dict[str, Any], path: Path) -> None:
     middle.sharex(top)
     fig.suptitle(_title(report))
     run = report.get("run", {})
-    for key, label in (
-        ("sent_per_s", "simulator sent (msg/s)"),
-        ("in_per_s", "MQTT in, ingest (msg/s)"),
-        ("processed_per_s", "readings processed (/s)"),
-        ("written_per_s", "points written, sink (/s)"),
-        ("stored_per_s", "points stored, InfluxDB seq (/s)"),
-        ("done_per_s", f"backlog done, {run.get('component', 'component')} (readings/s)"),
-    ):
-        xs, ys = _series(timeline, key)
-        if xs:
-            top.plot(xs, ys, label=label)
+    # a --compare timeline holds one system after the other: each is drawn on its own
+    systems: dict[str | None, list[dict[str, Any]]] = {}
+    for row in timeline:
+        systems.setdefault(row.get("system"), []).append(row)
+    for system, rows in systems.items():
+        named = "" if system is None else f"{system}: "
+        for key, label in (
+            ("sent_per_s", "simulator sent (msg/s)"),
+            ("in_per_s", "MQTT in, ingest (msg/s)"),
+            ("processed_per_s", "readings processed (/s)"),
+            ("written_per_s", "points written, sink (/s)"),
+            ("stored_per_s", "points stored, InfluxDB seq (/s)"),
+            ("done_per_s", f"backlog done, {run.get('component', 'component')} (readings/s)"),
+        ):
+            xs, ys = _series(rows, key)
+            if xs:
+                top.plot(xs, ys, label=named + label)
+        names = sorted({n for row in rows for n in (row.get("rss_mib") or {})})
+        for name in names:
+            values = [{"t_s": r["t_s"], "v": (r.get("rss_mib") or {}).get(name)} for r in rows]
+            xs, ys = _series(values, "v")
+            if xs:
+                middle.plot(xs, ys, label=named + name)
     top.set_ylabel("per second")
     top.grid(True, alpha=0.3)
-    names = sorted({n for row in timeline for n in (row.get("rss_mib") or {})})
-    for name in names:
-        rows = [{"t_s": r["t_s"], "v": (r.get("rss_mib") or {}).get(name)} for r in timeline]
-        xs, ys = _series(rows, "v")
-        if xs:
-            middle.plot(xs, ys, label=name)
     middle.set_ylabel("resident memory (MiB)")
     middle.set_xlabel("seconds since the load (or the component) started")
     middle.grid(True, alpha=0.3)
     load_end = run.get("duration_s") if run.get("mode", "fixed_rate") == "fixed_rate" else None
-    starts: dict[int, tuple[float, float]] = {}
+    starts: dict[tuple[str | None, int], tuple[float, float]] = {}
     for row in timeline:
-        if "step" in row and row["step"] not in starts:
-            starts[row["step"]] = (float(row["t_s"]), float(row.get("step_rate") or 0))
+        step = (row.get("system"), row["step"]) if "step" in row else None
+        if step is not None and step not in starts:
+            starts[step] = (float(row["t_s"]), float(row.get("step_rate") or 0))
     for ax in (top, middle):
         if isinstance(load_end, int | float):
             ax.axvline(load_end, color="grey", linestyle="--", linewidth=1)
@@ -129,7 +147,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
             ax.legend(loc="upper right", fontsize="small")
         else:
             ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes)
-    _cpu_bars(bottom, report.get("cpu_us_per_reading"))
+    if report.get("comparison"):
+        cells = bottom.get_subplotspec().subgridspec(1, 2)
+        bottom.remove()
+        cpu_bars(fig.add_subplot(cells[0]), report["comparison"])
+        latency_lines(fig.add_subplot(cells[1]), report["comparison"])
+    else:
+        _cpu_bars(bottom, report.get("cpu_us_per_reading"))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

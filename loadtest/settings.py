@@ -47,6 +47,11 @@ class SimulatorSettings(ObservabilitySettings):
     """`ts` of good readings: `mixed` (epoch ms about 60%, RFC 3339 with offsets, or missing)
     or `epoch_ms` (always epoch milliseconds). `epoch_ms` with `simulate_batch_share=0`
     sends pre-rendered readings (loadtest/prebuilt.py), for rates of 10,000 msg/s and more."""
+    simulate_units: str = "mixed"
+    """Metric values of good readings: `mixed` (each device's own units, bare numbers or
+    `{"value", "unit"}`) or `canonical` (bare numbers in the canonical unit only: the load
+    `telemetry benchmark --compare telegraf` sends, which Telegraf's json_v2 stores under our
+    field names)."""
     simulate_topic_prefix: str = "devices"
     """First level of the MQTT topics (`<prefix>/<id>/telemetry`, `<prefix>/<id>/metadata`).
     The contract's is `devices`; `telemetry benchmark --component ingest` uses a prefix of its

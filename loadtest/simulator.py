@@ -34,7 +34,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from loadtest.messages import TS_FORMATS, MessageGenerator, OutboundMessage
+from loadtest.messages import TS_FORMATS, UNITS_CHOICES, MessageGenerator, OutboundMessage
 from loadtest.mqtt_publisher import MAX_WINDOW, MqttPublisher
 from loadtest.pacing import Pacer, kept_up, split_evenly
 from loadtest.send_tally import SendTally
@@ -128,6 +128,7 @@ class Simulation:
             ts_format=settings.simulate_ts_format,
             share=share,
             topic_prefix=settings.simulate_topic_prefix,
+            units=settings.simulate_units,
         )
         self.tally = SendTally(self.generator.devices)
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
@@ -367,6 +368,7 @@ def merge_summaries(
             "batch_share": settings.simulate_batch_share,
             "metrics_per_reading": settings.simulate_metrics_per_reading,
             "ts_format": settings.simulate_ts_format,
+            "units": settings.simulate_units,
             "prebuilt_payloads": settings.simulate_batch_share == 0
             and settings.simulate_ts_format == "epoch_ms",
         },
@@ -617,6 +619,7 @@ OPTION_FIELDS = (
     ("batch_share", "simulate_batch_share"),
     ("metrics_per_reading", "simulate_metrics_per_reading"),
     ("ts_format", "simulate_ts_format"),
+    ("units", "simulate_units"),
 )
 
 
@@ -659,6 +662,8 @@ def check_settings(s: SimulatorSettings, duration: float | None, count: int | No
         return "--processes must be 0 (as many as the rate needs) or more"
     if s.simulate_ts_format not in TS_FORMATS:
         return f"--ts-format must be one of {', '.join(TS_FORMATS)}"
+    if s.simulate_units not in UNITS_CHOICES:
+        return f"--units must be one of {', '.join(UNITS_CHOICES)}"
     if not 1 <= s.simulate_max_inflight <= MAX_WINDOW:
         return f"TELEMETRY_SIMULATE_MAX_INFLIGHT must be 1..{MAX_WINDOW}"
     if duration is not None and duration <= 0:
