@@ -20,7 +20,7 @@ from faust.types.auth import CredentialsT
 from plumbing.health import HealthState, serve_health
 from plumbing.logs import setup_logging
 from plumbing.topics import CONTRACT_TOPICS, RAW
-from processors import faust_patch, plugins
+from processors import faust_patch, fetch_batching, plugins
 from processors.agents import ENTRY_POINT_GROUP, AgentContext, device_metadata, readings
 from processors.chain import Chain
 from processors.device_tags import DeviceTags
@@ -91,6 +91,7 @@ def create_app(
     device_metadata.register(context)
     for _name, register in extra_agents:
         register(context)
+    fetch_batching.apply(settings.process_fetch_min_bytes, settings.process_fetch_max_wait_ms)
     patched = settings.process_fetcher_patch and faust_patch.apply()
     log.info("step chain", extra={"steps": chain.names,
                                   "agents": [name for name, _ in extra_agents],

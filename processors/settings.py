@@ -86,6 +86,11 @@ class ProcessorSettings(KafkaSettings, ObservabilitySettings):
     """How long the producer waits to fill a batch. Acks are pipelined, so this adds latency
     per hop but lets each request carry many records (several times the throughput of 10).
     """
+    process_fetch_min_bytes: int = Field(default=65_536, ge=1)
+    """The broker answers the consumer's fetch once it holds this many bytes for it (or after
+    `process_fetch_max_wait_ms`): one fetch per few records costs more CPU than the steps."""
+    process_fetch_max_wait_ms: int = Field(default=100, ge=1)
+    """Longest a fetch waits for `process_fetch_min_bytes`: the most latency it adds per hop."""
     process_producer_batch_bytes: int = Field(default=262_144, ge=1024)
     """Most bytes of records the producer sends to one partition in one batch."""
     process_fetcher_patch: bool = True
