@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections import Counter as Tally
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from prometheus_client import Counter
@@ -24,9 +25,12 @@ MAX_ORIGINAL_BYTES = 512 * 1024
 MAX_DETAIL_CHARS = 8_000
 #: Each rejected metric's own detail is cut shorter: a reading may list many of them.
 MAX_METRIC_DETAIL_CHARS = 500
-#: The listed metrics are cut past this many characters (names and details together), so
-#: original + detail + list stay under one Kafka record; the detail says how many were left out.
-MAX_REJECTED_METRICS_CHARS = 256 * 1024
+#: The listed metrics are cut past this many bytes of UTF-8 (names, reasons and details
+#: together), so original + detail + list stay under one Kafka record (1 MB) whatever the
+#: script; the detail says how many were left out.
+MAX_REJECTED_METRICS_BYTES = 256 * 1024
+#: What Avro adds to each listed metric (three length prefixes and slack).
+_LISTED_OVERHEAD_BYTES = 8
 
 
 class RejectedMetric(NamedTuple):
@@ -48,17 +52,22 @@ def dead_letter(
     source_topic: str | None = None,
     rejected_metrics: Sequence[RejectedMetric] = (),
     trace_id: str | None = None,
+    counted: Iterable[tuple[str, Reason]] | None = None,
 ) -> dict[str, Any]:
     """The dead-letter record (schema DeadLetter v2), sized to fit a Kafka record.
 
-    Counts the reject: once for `reason` when nothing is listed in `rejected_metrics`,
-    else once per listed metric under that metric's own reason (the rejects are the metrics).
+    Counts the rejects it stands for: `counted` (stage, reason) pairs when given (a letter
+    for everything several stages refused in one reading), else once for `reason` when
+    nothing is listed in `rejected_metrics`, else once per listed metric under that metric's
+    own reason (the rejects are the metrics).
     """
-    if rejected_metrics:
-        for rejected in rejected_metrics:
-            REJECTED.labels(stage=stage, reason=rejected.reason.value).inc()
-    else:
-        REJECTED.labels(stage=stage, reason=reason.value).inc()
+    if counted is None:
+        if rejected_metrics:
+            counted = ((stage, rejected.reason) for rejected in rejected_metrics)
+        else:
+            counted = ((stage, reason),)
+    for (by_stage, by_reason), n in Tally(counted).items():
+        REJECTED.labels(stage=by_stage, reason=by_reason.value).inc(n)
     if len(detail) > MAX_DETAIL_CHARS:
         detail = detail[:MAX_DETAIL_CHARS] + " [...]"
     listed, left_out = _listed(rejected_metrics)
@@ -90,8 +99,9 @@ def _listed(rejected_metrics: Sequence[RejectedMetric]) -> tuple[list[dict[str, 
         detail = r.detail
         if len(detail) > MAX_METRIC_DETAIL_CHARS:
             detail = detail[:MAX_METRIC_DETAIL_CHARS] + " [...]"
-        used += len(r.metric) + len(detail) + len(r.reason.value)
-        if used > MAX_REJECTED_METRICS_CHARS:
+        used += (len(r.metric.encode("utf-8", "replace")) + len(detail.encode("utf-8", "replace"))
+                 + len(r.reason.value) + _LISTED_OVERHEAD_BYTES)
+        if used > MAX_REJECTED_METRICS_BYTES:
             return listed, len(rejected_metrics) - i
         listed.append({"metric": r.metric, "reason": r.reason.value, "detail": detail})
     return listed, 0

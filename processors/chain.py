@@ -1,9 +1,10 @@
 """A reading's route through the processors: the configured steps, in order, in one process.
 
 telemetry.raw --decode--> validate -> normalize -> enrich -> dew_point (or whatever
-`TELEMETRY_PROCESS_STEPS` says) --encode--> telemetry.enriched; every reject on the way
-becomes a dead letter naming the step that made it (processors/agents/readings.py does the
-Kafka part: one decode and one encode per reading, one hop).
+`TELEMETRY_PROCESS_STEPS` says) --encode--> telemetry.enriched. Every reject on the way is
+kept with the step that made it; what a reading's steps refused becomes one dead letter
+(processors/agents/readings.py does the Kafka part: one decode and one encode per reading,
+one hop, at most one dead letter).
 """
 
 from __future__ import annotations

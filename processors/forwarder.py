@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -24,9 +24,9 @@ import faust
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 
-from plumbing.dead_letters import dead_letter, encode_dead_letter
+from plumbing.dead_letters import RejectedMetric, dead_letter, encode_dead_letter
 from plumbing.reasons import Reason
-from plumbing.topics import DLQ
+from plumbing.topics import DLQ, HEADER_TRACE_ID
 from processors.delivery import InOrderBatchAcks
 from processors.metrics import DELIVERY_FAILURES, READINGS_IN
 from processors.settings import ProcessorSettings
@@ -50,6 +50,18 @@ class Incoming:
     key: bytes | None
     value: bytes | None
     record: dict[str, Any] | None
+    #: The Kafka record's headers as the consumer gave them (for the dead letters' trace id).
+    headers: Any = None
+
+    @property
+    def trace_id(self) -> str | None:
+        """The contract's trace_id header, when the record has one."""
+        given = self.headers or ()
+        pairs = given.items() if isinstance(given, Mapping) else given
+        for key, value in pairs:
+            if key == HEADER_TRACE_ID and isinstance(value, bytes):
+                return value.decode("utf-8", "replace")[:100]
+        return None
 
     @property
     def device_id(self) -> str | None:
@@ -199,19 +211,20 @@ class Forwarder:
     ) -> Sequence[Output]:
         """What one Kafka message becomes; never raises for anything in the message."""
         value: bytes | None = message.value
-        incoming = Incoming(message.topic, message.partition, message.key, value, None)
+        record = None
         if value is None and not tombstones:
-            return [self.dead_letter(incoming, stage, Reject(
+            return [self.dead_letter(self._undecoded(message), stage, Reject(
                 Reason.UNDECODABLE_RECORD, f"a record without a value (tombstone) on "
                 f"{message.topic}; expected a {reads}"))]
         if value is not None:
             try:
                 record = self.codec.decode(value, reader=reads)
             except CodecError as exc:
-                return [self.dead_letter(incoming, stage, Reject(
+                return [self.dead_letter(self._undecoded(message), stage, Reject(
                     Reason.UNDECODABLE_RECORD,
                     f"cannot read the record on {message.topic}: {exc}"))]
-            incoming = Incoming(message.topic, message.partition, message.key, value, record)
+        incoming = Incoming(message.topic, message.partition, message.key, value, record,
+                            message.headers)
         try:
             return handle(incoming)
         except Exception as exc:  # a bug must not stop the pipeline nor lose the record
@@ -224,7 +237,17 @@ class Forwarder:
                 f"{stage} failed on this record ({exc!r}); it is kept here to be replayed "
                 "once the processors are fixed: please report it"))]
 
-    def dead_letter(self, incoming: Incoming, stage: str, reject: Reject) -> Send:
+    def dead_letter(
+        self,
+        incoming: Incoming,
+        stage: str,
+        reject: Reject,
+        rejected_metrics: Sequence[RejectedMetric] = (),
+        counted: Iterable[tuple[str, Reason]] | None = None,
+    ) -> Send:
+        """The one dead letter of `incoming`: `reject` says why (for the whole record, or a
+        summary of the `rejected_metrics` listed), the original bytes travel once; `counted`
+        as in plumbing.dead_letters.dead_letter."""
         record = dead_letter(
             reject.reason,
             reject.detail,
@@ -234,9 +257,17 @@ class Forwarder:
             device_id=incoming.device_id,
             metric=reject.metric,
             source_topic=incoming.topic,
+            rejected_metrics=rejected_metrics,
+            trace_id=incoming.trace_id,
+            counted=counted,
         )
         topic, key, value = encode_dead_letter(record)
         return Send(topic, key, value, forwarded=False)
+
+    @staticmethod
+    def _undecoded(message: Any) -> Incoming:
+        return Incoming(message.topic, message.partition, message.key, message.value, None,
+                        message.headers)
 
     def output_headers(self, message: Any, agent: str) -> list[tuple[str, bytes]]:
         """The input's headers (trace_id, ingest_time_ms, ...) with our `processor` header."""
@@ -278,7 +309,7 @@ class Outbox:
                 raise MessageSizeTooLargeError(f"a dead letter of {size} bytes")
             # Too large is about this record, not Kafka: dead-letter it instead of stopping.
             incoming = Incoming(message.topic, message.partition, message.key, message.value,
-                                None)
+                                None, getattr(message, "headers", None))
             send = self.forwarder.dead_letter(incoming, self.stage, Reject(
                 Reason.PAYLOAD_TOO_LARGE,
                 f"the {self.stage} output for {send.topic} is {size} bytes, more than the "

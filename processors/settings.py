@@ -61,6 +61,9 @@ class ProcessorSettings(KafkaSettings, ObservabilitySettings):
     """A reading whose `ts` is more than this before its ingest receive time is rejected
     (`timestamp_too_old`). Measured against the receive time, not the clock, so replaying a
     backlog validates exactly as the first time."""
+    process_max_metric_name_bytes: int = Field(default=1024, ge=1)
+    """Longest metric name in UTF-8 bytes (in Unicode NFC, as stored); a longer metric is
+    refused alone by validate (`metric_name_too_long`), the rest of its reading goes on."""
     process_tag_allow_list: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_TAG_ALLOW_LIST)
     )

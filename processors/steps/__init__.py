@@ -28,7 +28,8 @@ ENTRY_POINT_GROUP = "telemetry.steps"
 
 @dataclass(frozen=True)
 class Reject:
-    """One thing a step refused: the whole record (`metric` None) or one metric of it."""
+    """One thing a step refused: the whole record (`metric` None), or one metric of it (or
+    its `seq`) refused alone while the rest goes on: `metric` names it."""
 
     reason: Reason
     detail: str
@@ -37,8 +38,8 @@ class Reject:
 
 @dataclass
 class StepResult:
-    """`records` go on to the next step (none: the reading stops here); `rejects` become
-    dead letters naming the step."""
+    """`records` go on to the next step (none: the reading stops here); `rejects` go in the
+    reading's one dead letter, each with the step's name."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)

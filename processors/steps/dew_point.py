@@ -16,18 +16,26 @@ from processors.steps import Step, StepContext, StepResult
 #: within 0.35 degC from -45 to 60 degC.
 MAGNUS_B = 17.62
 MAGNUS_C = 243.12  # degC
+#: Where the formula holds, for the air temperature and for the dew point alike (the dew point
+#: is the temperature whose saturation pressure is the air's vapour pressure). Outside it the
+#: formula extrapolates (a humidity of 1e-300 % gives about -240 degC): no dew point then.
+MAGNUS_MIN_C = -45.0
+MAGNUS_MAX_C = 60.0
 
 
 def dew_point_c(temperature_c: float, humidity_percent: float) -> float | None:
-    """Dew point in degC, or None where it is undefined (no humidity at all)."""
-    ratio = humidity_percent / 100.0  # 0.0 for a humidity that small it underflows
-    if ratio <= 0.0 or temperature_c <= -MAGNUS_C:
+    """Dew point in degC, or None where the formula gives no right one: no humidity (or one
+    that small it underflows), a relative humidity over 100 %, a temperature or a dew point
+    outside the formula's -45..60 degC (NaN included)."""
+    if not (MAGNUS_MIN_C <= temperature_c <= MAGNUS_MAX_C and 0.0 < humidity_percent <= 100.0):
         return None
-    gamma = math.log(ratio) + MAGNUS_B * temperature_c / (
-        MAGNUS_C + temperature_c
-    )
+    ratio = humidity_percent / 100.0
+    if ratio <= 0.0:  # 5e-324 % underflows to 0.0: log(0) is undefined
+        return None
+    gamma = math.log(ratio) + MAGNUS_B * temperature_c / (MAGNUS_C + temperature_c)
+    # gamma <= MAGNUS_B * 60 / 303.12 < MAGNUS_B here: the divisor is never 0
     dew_point = MAGNUS_C * gamma / (MAGNUS_B - gamma)
-    return dew_point if math.isfinite(dew_point) else None
+    return dew_point if dew_point >= MAGNUS_MIN_C else None
 
 
 def derive_dew_point(reading: dict[str, Any]) -> StepResult:

@@ -1,8 +1,9 @@
 """validate: a RawReading as ingest wrote it -> an EnrichedReading, units as sent.
 
 Rejects a whole reading for its time or for having no metrics, and single metrics whose value
-is not a finite number or whose name no database could store as a field; a bad `seq` is
-dropped from the reading and dead-lettered alone.
+is not a finite number or whose name no sink could store as a field (refused here, at the
+edge, so the rest of the reading goes on); a bad `seq` is dropped from the reading and
+refused alone too. Metric names are stored in Unicode NFC.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from plumbing.reasons import Reason
+from plumbing.stored_names import field_key_problem, invisible_character_problem, nfc
 from processors.steps import Reject, Step, StepContext, StepResult, worth_forwarding
 from processors.timestamps import TimeLimits, TimestampError, reading_time_us, short_repr
 
@@ -45,38 +47,77 @@ MAX_METRIC_NAME_BYTES = 1024
 #: InfluxDB's `_field`, `_value`, `_time`... all begin with an underscore).
 RESERVED_METRIC_NAMES = frozenset({"seq", "time"})
 _CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: Verdicts remembered (a fleet sends a few hundred names over and over), and the longest
+#: name remembered: real names are short, and a bound on both keeps hostile names from
+#: growing the cache past a few MB.
+_NAME_CACHE_ENTRIES = 4096
+_NAME_CACHE_CHARS = 256
+#: Longest name kept in a reject (a dead letter lists many).
+_SHOWN_NAME_CHARS = 200
+
+#: A checked metric name: (None, None) to store it as sent, (its NFC form, None) to store
+#: that instead, or (None, why it is refused).
+NameVerdict = tuple[str | None, Reject | None]
 
 
-def metric_name_problem(name: str) -> str | None:
-    """Why a metric name cannot become a field name, or None when it can.
+class MetricNames:
+    """The verdict on each metric name: refused at the edge with its reason when no sink
+    could store it, so the metric is dead-lettered alone instead of its whole reading at the
+    sink (whose own checks stay as the last line of defence). Verdicts are cached."""
 
-    Cached: a fleet uses a few metric names over and over. The cache is bounded in entries
-    and only holds names short enough to be valid, so hostile names cannot grow it.
-    """
-    if len(name) > MAX_METRIC_NAME_BYTES:  # characters, so surely more bytes
-        return _name_problem(name)
-    return _cached_name_problem(name)
+    def __init__(self, max_bytes: int = MAX_METRIC_NAME_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._cached = lru_cache(maxsize=_NAME_CACHE_ENTRIES)(self.verdict)
+
+    def check(self, name: str) -> NameVerdict:
+        """The verdict on `name`, from the cache when it is short enough to be kept there."""
+        if len(name) > _NAME_CACHE_CHARS:
+            return self.verdict(name)
+        return self._cached(name)
+
+    def verdict(self, name: str) -> NameVerdict:
+        """See NameVerdict."""
+        shown = short_repr(name)
+        if not name.strip():
+            return None, _refused(Reason.INVALID_METRIC_NAME, name,
+                                  "the metric name is empty or blank")
+        if _CONTROL_CHARACTERS.search(name):
+            return None, _refused(Reason.INVALID_METRIC_NAME, name, (
+                f"the metric name {shown} contains control characters (or a newline)"))
+        invisible = invisible_character_problem(name, f"the metric name {shown}")
+        if invisible is not None:
+            return None, _refused(Reason.INVISIBLE_CHARACTER, name, invisible)
+        try:
+            stored = nfc(name)
+            size = len(stored.encode("utf-8"))
+        except UnicodeEncodeError:
+            return None, _refused(Reason.INVALID_METRIC_NAME, name, (
+                f"the metric name {shown} holds a lone UTF-16 surrogate, which is not text"))
+        if size > self.max_bytes:
+            return None, _refused(Reason.METRIC_NAME_TOO_LONG, name, (
+                f"the metric name {shown} is {size} bytes of UTF-8, more than "
+                f"{self.max_bytes} (TELEMETRY_PROCESS_MAX_METRIC_NAME_BYTES): shorten it on "
+                "the device"))
+        if stored in RESERVED_METRIC_NAMES or stored.startswith("_"):
+            return None, _refused(Reason.INVALID_METRIC_NAME, name, (
+                f"the metric name {shown} is reserved (seq, time and names beginning "
+                "with '_' are used by the storage layout); rename the metric on the device"))
+        unstorable = field_key_problem(stored, f"the metric name {shown}")
+        if unstorable is not None:
+            return None, _refused(Reason.INVALID_METRIC_NAME, name, unstorable)
+        return (None if stored == name else stored), None
 
 
-def _name_problem(name: str) -> str | None:
-    if not name.strip():
-        return "the metric name is empty or blank"
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_METRIC_NAME_BYTES:
-        return f"the metric name {short_repr(name)} is longer than {MAX_METRIC_NAME_BYTES} bytes"
-    if _CONTROL_CHARACTERS.search(name):
-        return f"the metric name {short_repr(name)} contains control characters (or a newline)"
-    if name in RESERVED_METRIC_NAMES or name.startswith("_"):
-        return (
-            f"the metric name {short_repr(name)} is reserved (seq, time and names beginning "
-            "with '_' are used by the storage layout); rename the metric on the device"
-        )
-    return None
+def _refused(reason: Reason, name: str, detail: str) -> Reject:
+    return Reject(reason, detail, metric=name[:_SHOWN_NAME_CHARS])
 
 
-_cached_name_problem = lru_cache(maxsize=1024)(_name_problem)
+_DEFAULT_NAMES = MetricNames()
 
 
-def validate_reading(raw: dict[str, Any], limits: TimeLimits) -> StepResult:
+def validate_reading(
+    raw: dict[str, Any], limits: TimeLimits, names: MetricNames = _DEFAULT_NAMES
+) -> StepResult:
     """Checks one RawReading; the result holds at most one EnrichedReading."""
     result = StepResult()
     try:
@@ -97,20 +138,32 @@ def validate_reading(raw: dict[str, Any], limits: TimeLimits) -> StepResult:
             Reject(
                 Reason.INVALID_SEQ,
                 f"seq {short_repr(seq)} is not an integer; the reading was kept without it",
+                metric="seq",  # refused alone: listed with the metrics
             )
         )
         seq = None
 
     fields: dict[str, float] = {}
     units: dict[str, str] = {}
+    check_name = names.check
+    renamed = False  # a name changed by NFC: from then on, names may collide
     for metric in metrics:
         name = metric["name"]
-        name_problem = metric_name_problem(name)
-        if name_problem is not None:
-            result.rejects.append(
-                Reject(Reason.INVALID_METRIC_NAME, name_problem, metric=name[:200])
-            )
+        in_nfc, refused = check_name(name)
+        if refused is not None:
+            result.rejects.append(refused)
             continue
+        if in_nfc is not None or renamed:
+            renamed = True
+            if in_nfc is not None:
+                sent, name = name, in_nfc
+            else:
+                sent = name
+            if name in fields:
+                result.rejects.append(_refused(Reason.INVALID_METRIC_NAME, sent, (
+                    f"the metric name {short_repr(sent)} is the name of an earlier metric "
+                    "of the reading (names are compared in Unicode NFC); the first was kept")))
+                continue
         value = metric_value(metric.get("value"))
         if isinstance(value, str):
             result.rejects.append(Reject(Reason.VALUE_NOT_A_NUMBER, value, metric=name))
@@ -143,7 +196,9 @@ def make_step(context: StepContext) -> Step:
         settings.process_max_future_seconds, settings.process_max_age_seconds
     )
 
+    names = MetricNames(settings.process_max_metric_name_bytes)
+
     def validate(raw: dict[str, Any]) -> StepResult:
-        return validate_reading(raw, limits)
+        return validate_reading(raw, limits, names)
 
     return validate

@@ -33,6 +33,9 @@ from tests.support.components import Component, free_port
 from tests.support.kafka_helpers import commit_end_offsets, end_offsets
 
 CODEC = default_codec()
+#: The default chain's steps (a metric one of them refused in a letter named after another
+#: has its name first in its detail).
+STEP_NAMES = frozenset({"validate", "normalize", "enrich", "dew_point"})
 INPUTS = [RAW, METADATA]
 PARTITIONS = 6
 
@@ -248,14 +251,18 @@ def test_readings_flow_through_every_step_in_one_hop_with_rejects_dead_lettered(
     kafka.produce(RAW, f, raw(f, [("temperature", ("double", 300.0), "K")],
                               seq=("string", "1.5")))
     kafka.produce(RAW, g, b"\x00junk that is not Avro")
-    # RFC 3339 with an offset and nanoseconds; awkward metric names pass through as data,
-    # names no database can store (control characters, a newline) are rejected alone
+    # RFC 3339 with an offset and nanoseconds; awkward metric names pass through as data
+    # (an even backslash run before a separator is storable); names no database can store
+    # (control characters, a newline) or line protocol cannot carry (an odd backslash run
+    # before a space) are refused alone
     when = datetime.now(timezone(timedelta(hours=5, minutes=30))) - timedelta(seconds=2)
     when_text = when.strftime("%Y-%m-%dT%H:%M:%S.%f") + "789+05:30"
-    hostile = 'quote "q" =,\\ ' + "\u00e9\u2603" * 50
+    hostile = 'quote "q" =,\\\\ ' + "\u00e9\u2603" * 50
     unstorable = "tab\tnew\nline"
+    odd_backslashes = "odd\\ run"
     kafka.produce(RAW, h, raw(h, [(hostile, ("double", 1e300), None),
-                                  (unstorable, ("double", 2.0), None)],
+                                  (unstorable, ("double", 2.0), None),
+                                  (odd_backslashes, ("double", 3.0), None)],
                               ts=("string", when_text)))
 
     expected_letters = {
@@ -267,17 +274,26 @@ def test_readings_flow_through_every_step_in_one_hop_with_rejects_dead_lettered(
         (c, "validate", "timestamp_in_future", None),
         (d, "validate", "invalid_timestamp", None),
         (e, "validate", "no_metrics", None),
-        (f, "validate", "invalid_seq", None),
+        (f, "validate", "invalid_seq", "seq"),
         (g, "validate", "undecodable_record", None),
         (junk_meta, "enrich", "undecodable_record", None),
         (h, "validate", "invalid_metric_name", unstorable),
+        (h, "validate", "invalid_metric_name", odd_backslashes),
     }
 
     def letters_in(ms: list[Message]) -> set[tuple[Any, ...]]:
-        return {
-            (dl["device_id"], dl["stage"], dl["reason"], dl["metric"])
-            for dl in (CODEC.decode(m.value() or b"") for m in ms if m.topic() == DLQ)
-        }
+        """(device, step, reason, metric) of each reject: a letter's own, or each metric it
+        lists (one letter per reading; a metric refused by a later step says so first)."""
+        out = set()
+        for dl in (CODEC.decode(m.value() or b"") for m in ms if m.topic() == DLQ):
+            listed = dl["rejected_metrics"] or []
+            if not listed:
+                out.add((dl["device_id"], dl["stage"], dl["reason"], dl["metric"]))
+            for item in listed:
+                step, _, _ = item["detail"].partition(": ")
+                step = step if step in STEP_NAMES and step != dl["stage"] else dl["stage"]
+                out.add((dl["device_id"], step, item["reason"], item["metric"]))
+        return out
 
     def complete(ms: list[Message]) -> bool:
         keys = {(m.topic(), m.key()) for m in ms}
@@ -331,6 +347,9 @@ def test_readings_flow_through_every_step_in_one_hop_with_rejects_dead_lettered(
             assert dict(m.headers() or [])["trace_id"] == b"trace-a", m.topic()
 
     assert letters_in(got) == expected_letters
+    # one dead letter per reading, however many of its metrics were refused
+    letter_keys = [m.key() for m in got if m.topic() == DLQ]
+    assert len(letter_keys) == len(set(letter_keys)) == 9, letter_keys
     for m in got:
         if m.topic() != DLQ:
             continue
@@ -341,7 +360,7 @@ def test_readings_flow_through_every_step_in_one_hop_with_rejects_dead_lettered(
             assert letter["source_topic"] == RAW
         if letter["device_id"] == junk_meta:
             assert letter["source_topic"] == METADATA
-        if letter["reason"] == "wrong_dimension":
+        if "wrong_dimension" in {i["reason"] for i in letter["rejected_metrics"] or []}:
             # one hop: every reading's dead letter carries the raw record as ingest wrote it
             assert letter["source_topic"] == RAW
             original = CODEC.decode(letter["original"])

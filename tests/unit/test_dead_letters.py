@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
 from plumbing.dead_letters import (
     MAX_ORIGINAL_BYTES,
     RejectedMetric,
@@ -67,3 +69,34 @@ def test_a_reading_with_huge_rejected_metric_list_still_fits_a_kafka_record() ->
     assert 0 < len(decoded["rejected_metrics"]) < 30_000
     left_out = 30_000 - len(decoded["rejected_metrics"])
     assert f"{left_out} more rejected metrics not listed" in decoded["detail"]
+
+
+def test_the_list_is_cut_by_bytes_so_any_script_fits_a_kafka_record() -> None:
+    # 4 bytes of UTF-8 per character: a budget in characters would let the list reach 1 MB
+    rejected = [RejectedMetric("\U0001f680" * 200 + str(i), Reason.INVISIBLE_CHARACTER,
+                               "\U0001f680" * 2_000) for i in range(5_000)]
+    record = dead_letter(Reason.INVISIBLE_CHARACTER, "many", "validate", b"y" * 2_000_000,
+                         "avro", rejected_metrics=rejected)
+    _, _, value = encode_dead_letter(record)
+    assert len(value) < 1_000_000 - 1024  # the processors' producer limit, headers aside
+    assert 0 < len(default_codec().decode(value)["rejected_metrics"]) < 5_000
+
+
+def _count(stage: str, reason: str) -> float:
+    return REGISTRY.get_sample_value(
+        "telemetry_rejected_total", {"stage": stage, "reason": reason}) or 0.0
+
+
+def test_a_letter_counts_the_rejects_it_stands_for() -> None:
+    listed = [RejectedMetric(f"m{i}", Reason.VALUE_NOT_A_NUMBER, "NaN") for i in range(3)]
+    before = (_count("s1", "value_not_a_number"), _count("s1", "unknown_unit"),
+              _count("s2", "unknown_unit"))
+    dead_letter(Reason.UNKNOWN_UNIT, "summed up", "s1", b"x", "avro", rejected_metrics=listed)
+    assert _count("s1", "value_not_a_number") - before[0] == 3  # the listed metrics
+    assert _count("s1", "unknown_unit") == before[1]  # not the summary's reason
+    dead_letter(Reason.UNKNOWN_UNIT, "summed up", "s1", b"x", "avro", rejected_metrics=listed,
+                counted=[("s2", Reason.UNKNOWN_UNIT), ("s1", Reason.UNKNOWN_UNIT),
+                         ("s2", Reason.UNKNOWN_UNIT)])
+    assert _count("s2", "unknown_unit") - before[2] == 2
+    assert _count("s1", "unknown_unit") - before[1] == 1
+    assert _count("s1", "value_not_a_number") - before[0] == 3  # `counted` replaces the rest

@@ -88,17 +88,21 @@ def test_a_reading_is_forwarded_and_its_rejects_dead_lettered(pipeline: Forwarde
     reading = CODEC.decode(forwarded[0].value)
     assert reading["fields"] == {"temperature": 20.5}
     assert reading["tags"] == {"site": "berlin"}
-    letters = sorted((dead(o) for o in outputs if o not in forwarded), key=lambda d: d["reason"])
-    assert [(d["reason"], d["metric"]) for d in letters] == [
-        ("invalid_seq", None),
-        ("value_not_a_number", "flag"),
+    # one dead letter for the reading, listing what was refused alone
+    [letter] = [dead(o) for o in outputs if o not in forwarded]
+    assert [(m["metric"], m["reason"]) for m in letter["rejected_metrics"]] == [
+        ("seq", "invalid_seq"),
+        ("flag", "value_not_a_number"),
     ]
-    for letter in letters:
-        assert letter["original"] == value
-        assert letter["original_format"] == "avro"
-        assert letter["stage"] == "validate"
-        assert letter["source_topic"] == RAW
-        assert letter["device_id"] == "dev-1"
+    assert (letter["reason"], letter["metric"]) == ("invalid_seq", None)
+    assert "2 metrics refused alone" in letter["detail"]
+    assert "went on" in letter["detail"]
+    assert letter["original"] == value
+    assert letter["original_format"] == "avro"
+    assert letter["stage"] == "validate"
+    assert letter["source_topic"] == RAW
+    assert letter["device_id"] == "dev-1"
+    assert letter["trace_id"] == "t-1"
 
 
 @pytest.mark.parametrize(
@@ -233,10 +237,14 @@ def test_every_step_of_the_chain_runs_once_and_dead_letters_name_their_step(
     assert reading["fields"]["dew_point"] == pytest.approx(9.3, abs=0.1)
     assert reading["units"]["dew_point"] == "degC" and reading["seq"] == 7
     assert "pressure" not in reading["fields"] and "bad" not in reading["fields"]
-    letters = {(d["stage"], d["reason"], d["metric"]) for d in
-               (dead(o) for o in outputs if o is not forwarded)}
-    assert letters == {("validate", "value_not_a_number", "bad"),
-                       ("normalize", "unknown_unit", "pressure")}
+    [letter] = [dead(o) for o in outputs if o is not forwarded]
+    assert (letter["stage"], letter["reason"]) == ("validate", "value_not_a_number")
+    listed = {m["metric"]: m for m in letter["rejected_metrics"]}
+    assert {name: m["reason"] for name, m in listed.items()} == {
+        "bad": "value_not_a_number", "pressure": "unknown_unit"}
+    # a metric refused by another step than the letter's says which
+    assert listed["pressure"]["detail"].startswith("normalize: ")
+    assert not listed["bad"]["detail"].startswith("validate: ")
 
 
 def test_a_step_returning_something_that_is_not_a_reading_is_dead_lettered(

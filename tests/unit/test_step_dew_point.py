@@ -37,15 +37,37 @@ def test_saturated_air_has_its_own_temperature_as_dew_point(temperature: float) 
 
 def test_dew_point_never_exceeds_temperature_and_falls_with_humidity() -> None:
     previous = math.inf
-    for humidity in [100.0, 90.0, 50.0, 10.0, 1.0, 0.01]:
+    for humidity in [100.0, 90.0, 50.0, 10.0, 1.0, 0.5]:
         value = dew_point_c(25.0, humidity)
         assert value is not None and value <= 25.0 and value < previous
         previous = value
 
 
-@pytest.mark.parametrize(("temperature", "humidity"), [(20.0, 0.0), (20.0, -1.0), (-250.0, 50.0)])
-def test_undefined_inputs_give_none(temperature: float, humidity: float) -> None:
+@pytest.mark.parametrize(
+    ("temperature", "humidity"),
+    [
+        (20.0, 0.0), (20.0, -1.0), (-250.0, 50.0),
+        # a humidity that small it underflows to 0 (math.log(0) is undefined) or nearly
+        (20.0, 5e-324), (20.0, 1e-320), (20.0, 1e-300),
+        # outside the formula's -45..60 degC, for the air or for the dew point
+        (20.0, 0.01), (-46.0, 100.0), (61.0, 50.0), (-243.12, 50.0), (-243.1, 50.0),
+        (20.0, 100.5), (0.0, 4.5e9), (1e308, 50.0), (20.0, 1e308),
+        (math.nan, 50.0), (20.0, math.nan), (math.inf, 50.0), (20.0, math.inf),
+    ],
+)
+def test_where_the_formula_gives_no_right_dew_point_there_is_none(
+    temperature: float, humidity: float
+) -> None:
     assert dew_point_c(temperature, humidity) is None
+
+
+def test_every_dew_point_given_is_within_the_formula_and_below_the_temperature() -> None:
+    temperatures = [-45.0, -44.9, -20.0, 0.0, 19.99, 45.5, 60.0]
+    humidities = [5e-324, 1e-10, 0.1, 0.5, 3.7, 50.0, 99.999, 100.0]
+    for t in temperatures:
+        for h in humidities:
+            value = dew_point_c(t, h)
+            assert value is None or -45.0 <= value <= t + 1e-9, (t, h, value)
 
 
 def enriched(fields: dict[str, float]) -> dict[str, Any]:

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from plumbing.reasons import Reason
-from processors.steps.validate import metric_value, validate_reading
+from processors.steps.validate import MetricNames, metric_value, validate_reading
 from processors.timestamps import TimeLimits
 from schemas.codec import default_codec
+from sinks.line_protocol import UnrepresentableError, escape_field_key
 
 LIMITS = TimeLimits.from_seconds(300, 604_800)
 RECEIVED = 1_763_701_200_000
@@ -111,7 +112,7 @@ def test_no_metrics() -> None:
 @pytest.mark.parametrize("seq", ["4.5", '"42"', "true", "[1]", "99999999999999999999999"])
 def test_bad_seq_is_dead_lettered_and_the_reading_goes_on_without_it(seq: str) -> None:
     result = validate_reading(raw(seq=seq), LIMITS)
-    assert [(r.reason, r.metric) for r in result.rejects] == [(Reason.INVALID_SEQ, None)]
+    assert [(r.reason, r.metric) for r in result.rejects] == [(Reason.INVALID_SEQ, "seq")]
     [record] = result.records
     assert record["seq"] is None
     assert record["fields"]["temperature"] == 70.7
@@ -144,11 +145,38 @@ def test_metric_value_keeps_integers_exact_within_double_range() -> None:
 
 
 @pytest.mark.parametrize(
-    "name",
-    ["", "   ", "line\nbreak", "tab\there", "nul\x00", "esc\x1b[31m", "c1\x85", "seq", "time",
-     "_value", "_field", "x" * 1025, "é" * 513],
+    ("name", "reason"),
+    [
+        ("", Reason.INVALID_METRIC_NAME),
+        ("   ", Reason.INVALID_METRIC_NAME),
+        ("line\nbreak", Reason.INVALID_METRIC_NAME),
+        ("tab\there", Reason.INVALID_METRIC_NAME),
+        ("nul\x00", Reason.INVALID_METRIC_NAME),
+        ("esc\x1b[31m", Reason.INVALID_METRIC_NAME),
+        ("c1\x85", Reason.INVALID_METRIC_NAME),
+        ("seq", Reason.INVALID_METRIC_NAME),
+        ("time", Reason.INVALID_METRIC_NAME),
+        ("_value", Reason.INVALID_METRIC_NAME),
+        ("_field", Reason.INVALID_METRIC_NAME),
+        ("lone \ud800 surrogate", Reason.INVALID_METRIC_NAME),
+        # what line protocol cannot carry as a field key (sinks/line_protocol.py)
+        ("trailing\\", Reason.INVALID_METRIC_NAME),
+        ("three\\\\\\", Reason.INVALID_METRIC_NAME),
+        ("odd\\,comma", Reason.INVALID_METRIC_NAME),
+        ("odd\\\\\\=equals", Reason.INVALID_METRIC_NAME),
+        ("odd\\ space", Reason.INVALID_METRIC_NAME),
+        # invisible: bidi controls, zero-width characters, the BOM
+        ("temp\u202eerature", Reason.INVISIBLE_CHARACTER),
+        ("\u2066temperature\u2069", Reason.INVISIBLE_CHARACTER),
+        ("\u200btemperature", Reason.INVISIBLE_CHARACTER),
+        ("temper\u200dature", Reason.INVISIBLE_CHARACTER),
+        ("\ufefftemperature", Reason.INVISIBLE_CHARACTER),
+        ("\u200e", Reason.INVISIBLE_CHARACTER),
+        ("x" * 1025, Reason.METRIC_NAME_TOO_LONG),
+        ("é" * 513, Reason.METRIC_NAME_TOO_LONG),
+    ],
 )
-def test_a_metric_name_no_database_can_store_is_rejected_alone(name: str) -> None:
+def test_a_metric_name_no_sink_can_store_is_rejected_alone(name: str, reason: Reason) -> None:
     reading = raw(
         metrics=[
             {"name": "temperature", "value": 21.5, "unit": "degC"},
@@ -156,16 +184,119 @@ def test_a_metric_name_no_database_can_store_is_rejected_alone(name: str) -> Non
         ]
     )
     result = validate_reading(reading, LIMITS)
-    assert [r.reason for r in result.rejects] == [Reason.INVALID_METRIC_NAME]
-    assert result.rejects[0].detail
+    assert [(r.reason, r.metric) for r in result.rejects] == [(reason, name[:200])]
+    assert len(result.rejects[0].detail) < 600
+    for bad in ("\n", "\u202e", "\u200b", "\ufeff"):  # the detail shows them escaped
+        assert bad not in result.rejects[0].detail
     [record] = result.records
     assert record["fields"] == {"temperature": 21.5}
 
 
 @pytest.mark.parametrize(
-    "name", ["temp erature", "a,b=c", 'quote"d', "back\\slash", "東京", "x" * 1024, "seq2", "t_"]
+    "name",
+    ["temp erature", "a,b=c", 'quote"d', "back\\slash", "東京", "x" * 1024, "é" * 512, "seq2",
+     "t_", "even\\\\,comma", "even\\\\\\\\ space", "mid\\dle", "\\lead", "🚀 rocket",
+     "arabic \u0627\u0644"],
 )
 def test_awkward_but_storable_metric_names_pass(name: str) -> None:
     result = validate_reading(raw(metrics=[{"name": name, "value": 1.0, "unit": None}]), LIMITS)
     assert result.rejects == []
     assert result.records[0]["fields"] == {name: 1.0}
+
+
+def test_metric_names_are_stored_in_nfc() -> None:
+    nfd, nfc = "cafe\u0301", "caf\u00e9"
+    result = validate_reading(raw(metrics=[{"name": nfd, "value": 1.0, "unit": "degC"}]), LIMITS)
+    assert result.rejects == []
+    [record] = result.records
+    assert record["fields"] == {nfc: 1.0} and record["units"] == {nfc: "degC"}
+
+
+@pytest.mark.parametrize("first", ["cafe\u0301", "caf\u00e9"])
+def test_two_metrics_one_name_in_nfc_keep_the_first_and_refuse_the_other(first: str) -> None:
+    other = "caf\u00e9" if first != "caf\u00e9" else "cafe\u0301"
+    result = validate_reading(raw(metrics=[
+        {"name": first, "value": 1.0, "unit": None},
+        {"name": "humidity", "value": 40.0, "unit": None},
+        {"name": other, "value": 2.0, "unit": None},
+    ]), LIMITS)
+    assert [(r.reason, r.metric) for r in result.rejects] == [
+        (Reason.INVALID_METRIC_NAME, other)]
+    assert "NFC" in result.rejects[0].detail
+    assert result.records[0]["fields"] == {"caf\u00e9": 1.0, "humidity": 40.0}
+
+
+def test_a_thousand_bad_metric_names_are_each_refused_and_the_good_ones_go_on() -> None:
+    bad: list[dict[str, Any]] = [
+        *({"name": f"m{i}" + "\\" * (2 * i + 1), "value": 1.0} for i in range(250)),
+        *({"name": f"m{i}\u202e", "value": 1.0} for i in range(250)),
+        *({"name": f"_m{i}", "value": 1.0} for i in range(250)),
+        *({"name": f"m{i}" + "x" * 1024, "value": 1.0} for i in range(250)),
+    ]
+    good = [{"name": "temperature", "value": 21.5, "unit": "degC"},
+            {"name": "humidity", "value": 40.0, "unit": None}]
+    result = validate_reading(raw(metrics=[bad[0], good[0], *bad[1:], good[1]]), LIMITS)
+    assert len(result.rejects) == 1000
+    assert {r.metric for r in result.rejects} == {m["name"][:200] for m in bad}
+    assert [r.reason for r in result.rejects].count(Reason.METRIC_NAME_TOO_LONG) == 250
+    assert [r.reason for r in result.rejects].count(Reason.INVISIBLE_CHARACTER) == 250
+    assert result.records[0]["fields"] == {"temperature": 21.5, "humidity": 40.0}
+
+
+def test_nan_everywhere_refuses_every_metric_and_keeps_the_seq() -> None:
+    metrics = [{"name": f"m{i}", "value": math.nan, "unit": "V"} for i in range(1000)]
+    result = validate_reading(raw(metrics=metrics), LIMITS)
+    assert [r.reason for r in result.rejects] == [Reason.VALUE_NOT_A_NUMBER] * 1000
+    [record] = result.records
+    assert record["fields"] == {} and record["seq"] == 42
+    assert validate_reading(raw(metrics=metrics, seq=math.nan), LIMITS).records == []
+
+
+def test_the_name_length_limit_counts_utf8_bytes_of_the_nfc_name() -> None:
+    names = MetricNames(max_bytes=10)
+    assert names.check("x" * 10) == (None, None)
+    assert names.check("é" * 5) == (None, None)  # 10 bytes
+    _, refused = names.check("é" * 6)
+    assert refused is not None and refused.reason == Reason.METRIC_NAME_TOO_LONG
+    assert "12 bytes" in refused.detail
+    # 15 bytes as sent, 10 once composed: what is stored is what counts
+    assert names.check("e\u0301" * 5) == ("\u00e9" * 5, None)
+
+
+def test_hostile_names_cannot_grow_the_verdict_cache() -> None:
+    names = MetricNames()
+    for i in range(20_000):
+        names.check(f"name-{i}\\")
+        names.check(f"{i}" + "y" * 300)  # longer names are never cached
+    info = names._cached.cache_info()
+    assert info.currsize <= 4096 and info.hits == 0
+    assert names.check("temperature") is names.check("temperature")  # a hit the second time
+
+
+#: What a field key can be made of that matters to line protocol.
+_ALPHABET = ["a", "\\", ",", "=", " ", '"']
+
+
+def _every_name(max_len: int) -> list[str]:
+    names = [""]
+    out = []
+    for _ in range(max_len):
+        names = [n + c for n in names for c in _ALPHABET]
+        out.extend(names)
+    return out
+
+
+def test_validate_refuses_exactly_the_names_the_sinks_would_refuse() -> None:
+    # validate is the edge, the sinks' check the last line of defence: the same verdict on
+    # every name of up to 5 characters over the characters that matter (9,330 names).
+    names = MetricNames()
+    for name in _every_name(5):
+        try:
+            escape_field_key(name)
+            sink_refuses = False
+        except UnrepresentableError:
+            sink_refuses = True
+        in_nfc, refused = names.verdict(name)
+        assert in_nfc is None
+        blank_or_reserved = not name.strip() or name.startswith("_")
+        assert (refused is not None) == (sink_refuses or blank_or_reserved), name
