@@ -121,6 +121,8 @@ class Forwarder:
         self._acks: dict[str, InOrderBatchAcks] = {}
         self._partitions: dict[str, dict[bytes, int]] = {}
         self._partitioner = DefaultPartitioner()
+        #: `processor` header value per agent (the app's settings are slow to read per record)
+        self._processor_header: dict[str, bytes] = {}
         #: Kafka refuses records over this (the producer's request limit)
         self.max_record_bytes = int(app.conf.producer_max_request_size) - 1024
 
@@ -278,7 +280,10 @@ class Forwarder:
             for k, v in pairs
             if k != HEADER_PROCESSOR
         ]
-        headers.append((HEADER_PROCESSOR, f"{self.app.conf.id}/{agent}".encode()))
+        ours = self._processor_header.get(agent)
+        if ours is None:
+            ours = self._processor_header[agent] = f"{self.app.conf.id}/{agent}".encode()
+        headers.append((HEADER_PROCESSOR, ours))
         return headers
 
     def _delivery_failed(self, agent: str, exc: BaseException) -> None:
