@@ -9,10 +9,10 @@ compare them over ordinary, hostile and random readings). It is used only while 
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import Any
 
+from schemas.avro_binary import DOUBLE, layout_of, long_bytes, string_bytes
 from schemas.codec import MAGIC, default_codec
 
 #: The newest RawReading's fields this writer implements: (name, type) without docs.
@@ -28,35 +28,15 @@ LAYOUT: list[tuple[str, Any]] = [
     ]}}),
 ]
 
-_DOUBLE = struct.Struct("<d").pack
-_ONE_BYTE = [bytes((z,)) for z in range(128)]
-
-
-def _long(n: int) -> bytes:
-    """Zig-zag varint of an int64."""
-    z = (n << 1) ^ (n >> 63)
-    if z < 0x80:
-        return _ONE_BYTE[z]
-    out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
-def _string(text: str) -> bytes:
-    data = text.encode()
-    n = len(data)
-    return (_ONE_BYTE[n << 1] if n < 64 else _long(n)) + data
+_DOUBLE = DOUBLE.pack
 
 
 def _null_long_string(value: int | str | None) -> bytes:
     if value is None:
         return b"\x00"
     if type(value) is int:
-        return b"\x02" + _long(value)
-    return b"\x04" + _string(value)  # type: ignore[arg-type]
+        return b"\x02" + long_bytes(value)
+    return b"\x04" + string_bytes(value)  # type: ignore[arg-type]
 
 
 def _double(v: float) -> bytes:
@@ -64,7 +44,7 @@ def _double(v: float) -> bytes:
 
 
 def _int(v: int) -> bytes:
-    return b"\x04" + _long(v)
+    return b"\x04" + long_bytes(v)
 
 
 def _bool(v: bool) -> bytes:
@@ -72,7 +52,7 @@ def _bool(v: bool) -> bytes:
 
 
 def _str(v: str) -> bytes:
-    return b"\x08" + _string(v)
+    return b"\x08" + string_bytes(v)
 
 
 def _null(_v: None) -> bytes:
@@ -84,21 +64,9 @@ _VALUE: dict[type, Callable[[Any], bytes]] = {
     float: _double, int: _int, bool: _bool, str: _str, type(None): _null}
 
 
-def _layout_of(raw: dict[str, Any]) -> list[tuple[str, Any]]:
-    def strip(t: Any) -> Any:
-        if isinstance(t, dict) and t.get("type") == "record":
-            return {"type": "record", "name": t["name"],
-                    "fields": [(f["name"], strip(f["type"])) for f in t["fields"]]}
-        if isinstance(t, dict) and t.get("type") == "array":
-            return {"type": "array", "items": strip(t["items"])}
-        return t
-
-    return [(f["name"], strip(f["type"])) for f in raw["fields"]]
-
-
 def _header() -> bytes | None:
     schema = default_codec().schema("RawReading")
-    if _layout_of(schema.raw) != LAYOUT:
+    if layout_of(schema.raw) != LAYOUT:
         return None
     return MAGIC + schema.fingerprint
 
@@ -111,17 +79,17 @@ def encode_raw_reading(reading: dict[str, Any]) -> bytes:
     """Single-object Avro of a RawReading (a dict from `ingest.payload`)."""
     if HEADER is None:
         return encode_with_codec(reading)
-    parts = [HEADER, _string(reading["device_id"]), _null_long_string(reading["ts"]),
-             _long(reading["received_at_ms"]), _null_long_string(reading["seq"])]
+    parts = [HEADER, string_bytes(reading["device_id"]), _null_long_string(reading["ts"]),
+             long_bytes(reading["received_at_ms"]), _null_long_string(reading["seq"])]
     metrics = reading["metrics"]
     if metrics:
-        parts.append(_long(len(metrics)))
+        parts.append(long_bytes(len(metrics)))
         for m in metrics:
             value = m["value"]
             unit = m["unit"]
-            parts.append(_string(m["name"]))
+            parts.append(string_bytes(m["name"]))
             parts.append(_VALUE[type(value)](value))
-            parts.append(b"\x00" if unit is None else b"\x02" + _string(unit))
+            parts.append(b"\x00" if unit is None else b"\x02" + string_bytes(unit))
     parts.append(b"\x00")
     return b"".join(parts)
 

@@ -28,6 +28,7 @@ from plumbing.dead_letters import RejectedMetric, dead_letter, encode_dead_lette
 from plumbing.reasons import Reason
 from plumbing.topics import DLQ, HEADER_TRACE_ID
 from processors.delivery import InOrderBatchAcks
+from processors.hand_avro import RawReadingReader
 from processors.metrics import DELIVERY_FAILURES, READINGS_IN
 from processors.settings import ProcessorSettings
 from processors.steps import Reject
@@ -117,6 +118,8 @@ class Forwarder:
         self.app = app
         self.settings = settings
         self.codec = codec or default_codec()
+        #: Hand-written readers of the records agents read most (processors/hand_avro.py)
+        self._decoders = {"RawReading": RawReadingReader(self.codec).decode}
         self._on_delivery_failure = on_delivery_failure
         self._acks: dict[str, InOrderBatchAcks] = {}
         self._partitions: dict[str, dict[bytes, int]] = {}
@@ -220,7 +223,9 @@ class Forwarder:
                 f"{message.topic}; expected a {reads}"))]
         if value is not None:
             try:
-                record = self.codec.decode(value, reader=reads)
+                decode = self._decoders.get(reads)
+                record = (decode(value) if decode is not None
+                          else self.codec.decode(value, reader=reads))
             except CodecError as exc:
                 return [self.dead_letter(self._undecoded(message), stage, Reject(
                     Reason.UNDECODABLE_RECORD,

@@ -15,6 +15,7 @@ from plumbing.dead_letters import RejectedMetric
 from plumbing.reasons import Reason
 from plumbing.topics import ENRICHED, RAW
 from processors.forwarder import Send
+from processors.hand_avro import EnrichedReadingWriter
 from processors.steps import Reject
 from processors.timestamps import short_repr
 
@@ -32,7 +33,7 @@ WRITES = "EnrichedReading"
 
 def chain_handler(forwarder: Forwarder, chain: Chain) -> Handler:
     """One decoded RawReading -> its EnrichedReading records and at most one dead letter."""
-    codec = forwarder.codec
+    encode = EnrichedReadingWriter(forwarder.codec).encode
 
     def handle(incoming: Incoming) -> list[Output]:
         assert incoming.record is not None
@@ -40,7 +41,7 @@ def chain_handler(forwarder: Forwarder, chain: Chain) -> Handler:
         outputs: list[Output] = []
         for record in result.records:
             try:
-                value = codec.encode(WRITES, record)
+                value = encode(record)
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 # A step (most likely a user's) returned something that is not a reading.
                 result.rejects.append((chain.names[-1], Reject(
