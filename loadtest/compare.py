@@ -207,6 +207,7 @@ def run_telegraf(
     pipeline = PipelineProcesses(RunSettings(), env, out_dir / "logs")  # its simulator only
     probe = InfluxProbe(replace(influx_target(env), bucket=telegraf.bucket))
     try:
+        telegraf.open_fresh_session()  # subscribed before it starts: nothing is missed
         telegraf.start()
         say(f"telegraf {telegraf.version} ready (pid {telegraf.pid()}, log {telegraf.log_file})")
         monitor = PipelineMonitor(pipeline, None, None, None, prefix, started_at)
