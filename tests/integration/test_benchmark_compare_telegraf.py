@@ -173,4 +173,9 @@ def test_compare_telegraf_stores_every_reading_in_both_buckets_and_reports_both_
     for name in ("ingest", "process", "sink-influxdb", "simulate"):
         assert report["systems"][OURS]["components"][name]["exit_code"] == 0, name
     assert (stack.telegraf.pid() is not None) == was_running
+    # report.png draws each system's timeline; its memory panel shows Telegraf like ours
+    rss: dict[str, set[str]] = {OURS: set(), TELEGRAF: set()}
+    for row in report["timeline"]:
+        rss[row["system"]] |= {name for name, mib in (row["rss_mib"] or {}).items() if mib}
+    assert {"ingest", "process", "sink-influxdb"} <= rss[OURS] and TELEGRAF in rss[TELEGRAF]
     assert (report_dir / "report.png").stat().st_size > 10_000
