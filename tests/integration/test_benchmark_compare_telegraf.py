@@ -21,9 +21,9 @@ import pytest
 from influxdb_client import InfluxDBClient
 
 from loadtest.comparison import DATA_PATH, OURS, TELEGRAF
-from loadtest.pipeline_processes import free_port
 from stack.local_stack import LocalStack
 from stack.processes import StackError
+from tests.support.components import free_port
 
 RATE = 40.0
 DURATION_S = 5
