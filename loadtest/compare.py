@@ -207,9 +207,11 @@ def run_telegraf(
     pipeline = PipelineProcesses(RunSettings(), env, out_dir / "logs")  # its simulator only
     probe = InfluxProbe(replace(influx_target(env), bucket=telegraf.bucket))
     try:
+        telegraf.open_fresh_session()  # subscribed before it starts: nothing is missed
         telegraf.start()
         say(f"telegraf {telegraf.version} ready (pid {telegraf.pid()}, log {telegraf.log_file})")
-        monitor = PipelineMonitor(pipeline, None, None, None, prefix, started_at)
+        monitor = PipelineMonitor(pipeline, None, None, None, prefix, started_at,
+                                  others=lambda: {TELEGRAF: telegraf.pid()})  # fmt: skip
         phase.timeline = Timeline(monitor, None, verbose=True)
         if t0 is not None:
             phase.timeline.t0 = t0  # one time axis for both systems

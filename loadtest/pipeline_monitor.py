@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -31,8 +32,12 @@ class PipelineMonitor:
         influx: InfluxProbe | None,
         prefix: str,
         since: datetime,
+        others: Callable[[], Mapping[str, int | None]] | None = None,
     ) -> None:
         self.pipeline = pipeline
+        #: name -> pid of processes on the data path that the pipeline did not start (Telegraf
+        #: in `--compare`): listed with their memory and CPU like its components
+        self.others = others
         self.lag = lag
         self.dead_letters = dead_letters
         self.influx = influx
@@ -98,6 +103,16 @@ class PipelineMonitor:
                     pid,
                     rss_mib(pid) if alive and pid else None,
                     cpu_seconds(pid) if alive and pid else None,
+                )
+            )
+        for name, pid in (self.others() if self.others else {}).items():
+            snap.components.append(
+                ComponentStatus(
+                    name,
+                    "running" if pid else "not running",
+                    pid,
+                    rss_mib(pid) if pid else None,
+                    cpu_seconds(pid) if pid else None,
                 )
             )
         return snap

@@ -8,6 +8,7 @@ import subprocess
 import threading
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 from stack.debian import ensure_debian_packages, installed_binary
 from stack.processes import start_process, wait_until
@@ -129,3 +130,53 @@ def connack_code(
     client.loop_stop()
     client.disconnect()
     return result[0] if result else None
+
+
+def open_persistent_session(
+    port: int,
+    username: str | None,
+    password: str | None,
+    client_id: str,
+    topic: str,
+    qos: int = 1,
+    timeout: float = 5.0,
+) -> bool:
+    """Leaves a persistent MQTT 3.1.1 session (`clean_session=False`) for `client_id` in the
+    broker, subscribed to `topic`; True once the broker acknowledged the subscription.
+
+    A client that later connects with that id finds the session present, and the broker
+    delivers to it from its CONNACK on, with no SUBSCRIBE of its own to wait for. Any earlier
+    session of the id must be ended first (`connack_code(..., client_id=...)`): resumed, it
+    would hand this connection what it had queued.
+    """
+    subacked = threading.Event()
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+        clean_session=False,
+    )  # fmt: skip
+    if username is not None:
+        client.username_pw_set(username, password)
+
+    def on_connect(
+        c: mqtt.Client, u: object, flags: object, rc: ReasonCode, props: object
+    ) -> None:
+        if not rc.is_failure:
+            c.subscribe(topic, qos)
+
+    def on_subscribe(
+        c: mqtt.Client, u: object, mid: int, codes: list[ReasonCode], props: object
+    ) -> None:
+        if codes and not any(code.is_failure for code in codes):
+            subacked.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    try:
+        client.connect("127.0.0.1", port, keepalive=10)
+    except OSError:
+        return False
+    client.loop_start()
+    subacked.wait(timeout)
+    client.disconnect()
+    client.loop_stop()
+    return subacked.is_set()

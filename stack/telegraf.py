@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from stack.builds import run_step, say
-from stack.mosquitto import connack_code
+from stack.mosquitto import connack_code, open_persistent_session
 from stack.processes import StackError, start_process, wait_until
 from stack.service import Service
 from stack.telegraf_config import (
     ENV_INFLUXDB_TOKEN,
     ENV_MQTT_PASSWORD,
+    TELEMETRY_TOPIC,
     TelegrafConfig,
     render,
 )
@@ -133,8 +134,9 @@ class Telegraf(Service):
         )
 
     def is_ready(self) -> bool:
-        """Connected to Mosquitto since this start (it subscribes right after, or finds its
-        persistent session's subscription)."""
+        """Connected to Mosquitto since this start. Telegraf logs that before it subscribes;
+        only on a session that already holds its subscription (`open_fresh_session`) does it
+        receive everything published from then on."""
         if self.pid() is None or not self.log_file.exists():
             return False
         with open(self.log_file, "rb") as f:
@@ -155,6 +157,23 @@ class Telegraf(Service):
         )
         if code != 0:
             raise StackError(f"Mosquitto refused to end Telegraf's session (CONNACK {code})")
+
+    def open_fresh_session(self) -> None:
+        """Ends Telegraf's session (Telegraf stopped) and leaves a new one, empty, already
+        subscribed as its config subscribes: started on it, Telegraf finds the session and
+        gets every message from its CONNACK on, before the line `is_ready` waits for. On a
+        session of its own making it would subscribe only after that line, and what was
+        published in between would never reach it."""
+        self.forget_session()
+        if not open_persistent_session(
+            self.settings.stack_mqtt_port,
+            self.creds.mqtt_username,
+            self.creds.mqtt_password,
+            client_id=self.settings.stack_telegraf_client_id,
+            topic=TELEMETRY_TOPIC,
+            qos=1,
+        ):
+            raise StackError(f"Mosquitto did not take Telegraf's subscription to {TELEMETRY_TOPIC}")
 
     def ensure_bucket(self) -> None:
         """Creates the bucket (no retention) in the stack's org unless it exists."""

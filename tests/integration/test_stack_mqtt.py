@@ -1,4 +1,5 @@
-"""The local Mosquitto is real: QoS 1 round trip with the password, refusal without it."""
+"""The local Mosquitto is real: QoS 1 round trip with the password, refusal without it, and a
+persistent session left subscribed for a client that connects later."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import uuid
 import paho.mqtt.client as mqtt
 
 from stack.local_stack import LocalStack
-from stack.mosquitto import connack_code
+from stack.mosquitto import connack_code, open_persistent_session
 
 
 def _client(stack: LocalStack, password: str | None = None) -> mqtt.Client:
@@ -53,3 +54,38 @@ def test_wrong_password_and_anonymous_are_refused(local_stack: LocalStack) -> No
     refused = {5, 135}
     assert connack_code(port, user, "not-the-password") in refused
     assert connack_code(port, None, None) in refused
+
+
+def test_a_session_left_subscribed_delivers_from_connack_without_a_subscribe(
+    local_stack: LocalStack,
+) -> None:
+    """What the benchmark starts Telegraf on: published after the session was left and
+    before its client connects, a message is delivered to a client that never subscribes."""
+    port, creds = local_stack.mosquitto.port, local_stack.creds
+    client_id = f"test-session-{uuid.uuid4().hex[:8]}"
+    topic = f"devices/test-{uuid.uuid4().hex[:8]}/telemetry"
+    assert open_persistent_session(port, creds.mqtt_username, creds.mqtt_password, client_id,
+                                   "devices/+/telemetry", qos=1)  # fmt: skip
+    pub = _client(local_stack)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    info = pub.publish(topic, b'{"seq": 1}', qos=1)
+    info.wait_for_publish(10)
+    assert info.is_published()
+    pub.loop_stop()
+    pub.disconnect()
+    received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+    late = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                       protocol=mqtt.MQTTv311, clean_session=False)  # fmt: skip
+    late.username_pw_set(creds.mqtt_username, creds.mqtt_password)
+    late.on_message = lambda c, u, m: received.put(m)
+    late.connect("127.0.0.1", port)
+    late.loop_start()
+    try:
+        msg = received.get(timeout=10)
+        assert (msg.topic, msg.payload, msg.qos) == (topic, b'{"seq": 1}', 1)
+    finally:
+        late.loop_stop()
+        late.disconnect()
+        assert connack_code(port, creds.mqtt_username, creds.mqtt_password,
+                            client_id=client_id) == 0  # ends the session  # fmt: skip
