@@ -292,3 +292,12 @@ text). Call with (dict "addresses" (list ...) "default" 0): an address without a
 {{- end }}
 {{- $ports | uniq | toJson -}}
 {{- end }}
+
+{{/* "x2", or "autoscaled 2-6" when the component has an autoscaler; call with its values. */}}
+{{- define "telemetry-pipeline.replicasNote" -}}
+{{- if and .autoscaling .autoscaling.enabled -}}
+autoscaled {{ .autoscaling.minReplicas }}-{{ .autoscaling.maxReplicas }}
+{{- else -}}
+x{{ .replicas }}
+{{- end -}}
+{{- end }}
