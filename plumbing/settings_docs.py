@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
+from plumbing import chart_values_docs
 from plumbing.settings import ENV_PREFIX, TelemetrySettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,17 +118,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "config",
         help="print a component's options (environment variable, default, meaning)",
         description="Prints the settings table of a component, generated from its settings "
-        "class; --write-docs regenerates every marked table in the READMEs.",
+        "class; --write-docs regenerates every marked table in the READMEs (the settings "
+        "tables and the Helm chart's values table).",
     )
     parser.add_argument("component", nargs="?", choices=sorted(COMPONENTS))
     parser.add_argument("--write-docs", action="store_true",
-                        help="rewrite the settings tables in the project's READMEs")
+                        help="rewrite the settings tables and the chart's values table in "
+                        "the project's READMEs")
     parser.set_defaults(func=_config)
 
 
 def _config(args: argparse.Namespace) -> int:
     if args.write_docs:
-        for path in write_docs():
+        for path in [*write_docs(), *chart_values_docs.write_docs()]:
             print(f"updated {path.relative_to(ROOT)}")
         return 0
     names = [args.component] if args.component else sorted(COMPONENTS)

@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-import subprocess
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "helm" / "telemetry-pipeline"
+from tests.support.helm import (
+    CHART,
+    container,
+    env_of,
+    lint,
+    of_kind,
+    render,
+    render_error,
+    require_helm,
+    workloads,
+)
+
 DASHBOARDS = CHART / "dashboards"
-KUBE_VERSION = "1.30.0"
 HEALTH_PORTS = {"ingest": 9101, "processors": 9102, "sink-influxdb": 9103, "sink-tdengine": 9104}
 #: Each component's own settings field for its port (see its settings.py), besides the generic one.
 HEALTH_PORT_ENV = {
@@ -38,83 +42,14 @@ CONTRACT_TOPICS = {
     "devices.metadata",
 }
 
-Manifest = dict[str, Any]
-
-
-def find_helm() -> str | None:
-    found = shutil.which("helm")
-    if found:
-        return found
-    home = Path.home()
-    for candidate in (home / "go" / "bin" / "helm", home / ".cache" / "helm" / "bin" / "helm"):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
 
 @pytest.fixture(scope="module")
 def helm() -> str:
-    path = find_helm()
-    if path is None:
-        pytest.skip(
-            "helm binary not found on PATH, in ~/go/bin or in ~/.cache/helm/bin, so the chart "
-            "cannot be rendered here; install it with helm/install-helm.sh (needs Go)"
-        )
-    return path
-
-
-def render(helm: str, *args: str) -> list[Manifest]:
-    """`helm template` with extra arguments, as parsed manifests."""
-    proc = subprocess.run(
-        [helm, "template", "rel", str(CHART), "--kube-version", KUBE_VERSION, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
-
-
-def render_error(helm: str, *args: str) -> str:
-    proc = subprocess.run(
-        [helm, "template", "rel", str(CHART), "--kube-version", KUBE_VERSION, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode != 0, "helm template was expected to refuse these values"
-    return proc.stderr
-
-
-def of_kind(docs: list[Manifest], *kinds: str) -> list[Manifest]:
-    return [d for d in docs if d["kind"] in kinds]
-
-
-def workloads(docs: list[Manifest]) -> dict[str, Manifest]:
-    """Deployments and StatefulSets by component label."""
-    return {
-        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
-        for d in of_kind(docs, "Deployment", "StatefulSet")
-    }
-
-
-def container(workload: Manifest) -> Manifest:
-    containers = workload["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
-    return dict(containers[0])
-
-
-def env_of(c: Manifest) -> dict[str, Manifest]:
-    return {e["name"]: e for e in c.get("env", [])}
+    return require_helm()
 
 
 def test_lint_passes_strict(helm: str) -> None:
-    proc = subprocess.run(
-        [helm, "lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = lint(helm)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

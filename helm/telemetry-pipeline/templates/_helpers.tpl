@@ -259,3 +259,45 @@ spec:
     {{- toYaml . | nindent 4 }}
     {{- end }}
 {{- end }}
+
+{{/* Partitions of telemetry.raw: its own `partitions` in topics.list, else topics.partitions. */}}
+{{- define "telemetry-pipeline.rawPartitions" -}}
+{{- $n := .Values.topics.partitions -}}
+{{- range .Values.topics.list }}
+{{- if and (eq .name "telemetry.raw") .partitions }}
+{{- $n = .partitions -}}
+{{- end }}
+{{- end }}
+{{- $n -}}
+{{- end }}
+
+{{/*
+Ports of a list of "host:port" addresses or URLs, as a JSON list of numbers (include returns
+text). Call with (dict "addresses" (list ...) "default" 0): an address without a port gets
+"default" (none when 0); http:// and https:// URLs without one get 80 and 443.
+*/}}
+{{- define "telemetry-pipeline.ports" -}}
+{{- $ports := list -}}
+{{- range .addresses }}
+{{- $a := trim . -}}
+{{- $fallback := $.default -}}
+{{- if hasPrefix "https://" $a }}{{ $fallback = 443 }}{{ else if hasPrefix "http://" $a }}{{ $fallback = 80 }}{{ end -}}
+{{- $hostPort := regexReplaceAll "/.*$" (regexReplaceAll "^[a-zA-Z][a-zA-Z0-9+.-]*://" $a "") "" -}}
+{{- $m := regexFind ":[0-9]+$" $hostPort -}}
+{{- if $m }}
+{{- $ports = append $ports (trimPrefix ":" $m | atoi) -}}
+{{- else if $fallback }}
+{{- $ports = append $ports (int $fallback) -}}
+{{- end }}
+{{- end }}
+{{- $ports | uniq | toJson -}}
+{{- end }}
+
+{{/* "x2", or "autoscaled 2-6" when the component has an autoscaler; call with its values. */}}
+{{- define "telemetry-pipeline.replicasNote" -}}
+{{- if and .autoscaling .autoscaling.enabled -}}
+autoscaled {{ .autoscaling.minReplicas }}-{{ .autoscaling.maxReplicas }}
+{{- else -}}
+x{{ .replicas }}
+{{- end -}}
+{{- end }}

@@ -19,7 +19,10 @@ metadata:
   labels:
     {{- include "telemetry-pipeline.componentLabels" (dict "root" $root "component" .component) | nindent 4 }}
 spec:
+  {{- if not (and $v.autoscaling $v.autoscaling.enabled) }}
+  {{- /* With an autoscaler the replica count is the autoscaler's: rendering it would reset it on every upgrade. */}}
   replicas: {{ $v.replicas }}
+  {{- end }}
   revisionHistoryLimit: 5
   selector:
     matchLabels:
