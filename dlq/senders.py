@@ -74,8 +74,9 @@ class MqttSender:
             password = settings.mqtt_password
             self.client.username_pw_set(settings.mqtt_username,
                                         password.get_secret_value() if password else None)
-        if settings.mqtt_tls:
-            self.client.tls_set(ca_certs=settings.mqtt_tls_ca_file)
+        tls = settings.mqtt_tls_context()
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.max_inflight_messages_set(1000)
         self.client.connect(settings.mqtt_host, settings.mqtt_port)
         self.client.loop_start()

@@ -6,11 +6,11 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
-from plumbing.settings import KafkaSettings
+from plumbing.settings import KafkaSettings, MqttTlsSettings
 from plumbing.topics import DLQ
 
 
-class DlqSettings(KafkaSettings):
+class DlqSettings(KafkaSettings, MqttTlsSettings):
     """Where `telemetry dlq` reads dead letters, and where replay sends them."""
 
     component: ClassVar[str] = "dlq"
@@ -42,7 +42,3 @@ class DlqSettings(KafkaSettings):
     """MQTT user name (the local stack's: `telemetry stack env`)."""
     mqtt_password: SecretStr | None = None
     """MQTT password (never logged)."""
-    mqtt_tls: bool = False
-    """Connect to the broker with TLS."""
-    mqtt_tls_ca_file: str | None = None
-    """CA bundle that signed the broker's certificate; the system store when unset."""

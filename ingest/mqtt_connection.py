@@ -139,9 +139,7 @@ class MqttConnection:
             clean_start=False,
             keepalive=settings.mqtt_keepalive_s,
             properties=props,
-            tls_params=aiomqtt.TLSParameters(ca_certs=settings.mqtt_tls_ca_file)
-            if settings.mqtt_tls
-            else None,
+            tls_context=settings.mqtt_tls_context(),
             logger=logging.getLogger("ingest.mqtt.paho"),
         )
         self._paho: paho.Client = self._client._client

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ingest.metadata import MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTES, MAX_TAGS, TagLimits
-from plumbing.settings import KafkaSettings, ObservabilitySettings
+from plumbing.settings import KafkaSettings, MqttTlsSettings, ObservabilitySettings
 
 #: Room a dead letter needs beside the original payload: the MQTT topic (at most 64 KiB by the
 #: MQTT spec), the detail text and the Avro framing.
@@ -19,7 +19,7 @@ def _default_client_id() -> str:
     return f"telemetry-ingest-{socket.gethostname()}"
 
 
-class IngestSettings(KafkaSettings, ObservabilitySettings):
+class IngestSettings(KafkaSettings, MqttTlsSettings, ObservabilitySettings):
     """Options of the MQTT-to-Kafka ingest pods."""
 
     component = "ingest"
@@ -60,10 +60,6 @@ class IngestSettings(KafkaSettings, ObservabilitySettings):
     mqtt_receive_maximum: int = Field(default=1000, ge=1, le=65535)
     """QoS 1 messages the broker may send before this pod acknowledges them (MQTT v5 Receive
     Maximum); unacknowledged messages wait for Kafka, so this bounds messages held in memory."""
-    mqtt_tls: bool = False
-    """Connect to the broker with TLS."""
-    mqtt_tls_ca_file: str | None = None
-    """CA bundle that signed the broker's certificate; the system store when unset."""
     mqtt_reconnect_max_s: float = Field(default=30.0, gt=0)
     """Longest wait between MQTT reconnect attempts (exponential backoff with jitter)."""
 

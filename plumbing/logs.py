@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+#: `scheme://user:password@`: a URL setting (or a library's error message) with credentials
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:]*):[^\s/@]+@")
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the password of every URL in it replaced, so no log line carries one."""
+    return _URL_PASSWORD.sub(r"\g<head>:***@", text) if "://" in text else text
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +35,7 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return redact_urls(json.dumps(out, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -43,7 +51,7 @@ class TextFormatter(logging.Formatter):
             for k, v in vars(record).items()
             if k not in _RESERVED and not k.startswith("_")
         ]
-        return line + ("  " + " ".join(extras) if extras else "")
+        return redact_urls(line + ("  " + " ".join(extras) if extras else ""))
 
 
 def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:

@@ -6,6 +6,9 @@ A README marks where a table goes:
     (generated: `telemetry config --write-docs` rewrites what is here)
     <!-- end settings-table -->
 
+(`<!-- settings-table: sinks.settings:InfluxDBSinkSettings own -->`: only the options the
+class adds to its base.)
+
 `telemetry config --write-docs` fills every marked place from the field docstrings and
 defaults; a unit test fails when a README is out of date.
 """
@@ -29,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = ("README.md", "*/README.md", "sinks/*.md")
 
 _BLOCK = re.compile(
-    r"(<!-- settings-table: (?P<target>[\w.]+:\w+) -->\n)(?P<body>.*?)"
+    r"(<!-- settings-table: (?P<target>[\w.]+:\w+)(?P<own> own)? -->\n)(?P<body>.*?)"
     r"(<!-- end settings-table -->)",
     re.DOTALL,
 )
@@ -61,10 +64,15 @@ def _one_line(text: str | None) -> str:
     return " ".join((text or "").split()).replace("|", "\\|")
 
 
-def markdown_table(cls: type[TelemetrySettings]) -> str:
-    """One row per option: environment variable, YAML key, default, what it does."""
+def markdown_table(cls: type[TelemetrySettings], own: bool = False) -> str:
+    """One row per option: environment variable, YAML key, default, what it does. `own`:
+    only the options the class adds to its first base (a destination's, beside the shared
+    table of its base)."""
     lines = ["| environment variable | YAML key | default | what it does |", "|---|---|---|---|"]
+    inherited = cls.__mro__[1].model_fields if own else {}  # type: ignore[attr-defined]
     for name, field in cls.model_fields.items():
+        if name in inherited:
+            continue
         lines.append(
             f"| `{ENV_PREFIX}{name.upper()}` | `{name}` | {_default(field)} | "
             f"{_one_line(field.description)} |"
@@ -76,7 +84,8 @@ def render(text: str) -> str:
     """`text` with every marked table regenerated."""
 
     def table(m: re.Match[str]) -> str:
-        return m.group(1) + markdown_table(settings_class(m.group("target"))) + m.group(4)
+        cls = settings_class(m.group("target"))
+        return m.group(1) + markdown_table(cls, own=bool(m.group("own"))) + m.group(5)
 
     return _BLOCK.sub(table, text)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +36,7 @@ EXIT_UNDELIVERED = 75
 def broker_credentials(settings: ProcessorSettings) -> CredentialsT | None:
     """Faust credentials for the shared Kafka connection settings."""
     protocol = settings.kafka_security_protocol.upper()
-    context = ssl.create_default_context() if protocol in ("SSL", "SASL_SSL") else None
+    context = settings.kafka_ssl_context()
     if protocol.startswith("SASL"):
         password = settings.kafka_sasl_password
         return faust.SASLCredentials(

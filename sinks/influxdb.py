@@ -71,6 +71,7 @@ class InfluxDBDestination(Destination):
             org=settings.influxdb_org,
             timeout=int(settings.influxdb_timeout_s * 1000),
             enable_gzip=settings.influxdb_gzip,
+            **settings.influxdb_tls_options(),
         )
         self.write_api = self.client.write_api(write_options=SYNCHRONOUS)
 

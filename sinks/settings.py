@@ -7,7 +7,7 @@ its own consumer group and health port, so both can run side by side from one en
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
@@ -73,6 +73,29 @@ class InfluxDBSinkSettings(SinkSettings):
     """Timeout of one write request; a timed-out write is retried."""
     influxdb_gzip: bool = False
     """Compress request bodies with gzip (worth it when InfluxDB is across a slow link)."""
+    influxdb_ssl_ca_file: str | None = None
+    """With an https URL: the CA bundle (PEM) that signed InfluxDB's certificate; the system
+    store when unset."""
+    influxdb_ssl_cert_file: str | None = None
+    """With an https URL: this client's certificate (PEM), for a proxy or server that
+    requires one (mutual TLS)."""
+    influxdb_ssl_key_file: str | None = None
+    """The private key (PEM) of `influxdb_ssl_cert_file`."""
+    influxdb_ssl_key_password: SecretStr | None = None
+    """Password of `influxdb_ssl_key_file` when it is encrypted (never logged)."""
+
+    def influxdb_tls_options(self) -> dict[str, Any]:
+        """influxdb-client's TLS keyword arguments for the options set."""
+        options: dict[str, Any] = {}
+        if self.influxdb_ssl_ca_file:
+            options["ssl_ca_cert"] = self.influxdb_ssl_ca_file
+        if self.influxdb_ssl_cert_file:
+            options["cert_file"] = self.influxdb_ssl_cert_file
+        if self.influxdb_ssl_key_file:
+            options["cert_key_file"] = self.influxdb_ssl_key_file
+        if self.influxdb_ssl_key_password:
+            options["cert_key_password"] = self.influxdb_ssl_key_password.get_secret_value()
+        return options
     sink_influxdb_group_id: str = "telemetry-sink-influxdb"
     """Kafka consumer group; pods of one group split the partitions between them."""
     sink_influxdb_health_port: int = 9103
@@ -93,11 +116,13 @@ class TDengineSinkSettings(SinkSettings):
     tdengine_url: str = "http://127.0.0.1:6041"
     """taosAdapter base URL (it serves /influxdb/v1/write and /rest/sql)."""
     tdengine_database: str = "telemetry"
-    """Database of the `telemetry` super table; created (PRECISION 'us') when missing."""
+    """Database of the `telemetry` super table; created (PRECISION 'us') when missing. A
+    plain identifier (letters, digits, `_`; at most 64)."""
     tdengine_username: str = "root"
     """TDengine user (HTTP basic authentication)."""
     tdengine_password: SecretStr = SecretStr("taosdata")
-    """TDengine password (never logged). The default is TDengine's out-of-the-box one."""
+    """TDengine password (never logged). The default is TDengine's out-of-the-box one:
+    change it."""
     tdengine_token: SecretStr | None = None
     """TDengine Cloud token, sent as the `token` query parameter instead of basic auth."""
     tdengine_timeout_s: float = Field(default=10.0, gt=0)
