@@ -5,6 +5,8 @@ reads (stack/mqtt_access.py). Against the local stack's real Mosquitto."""
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -204,3 +206,25 @@ def test_a_device_logs_in_only_with_its_own_password(
             admin.add_device(local_stack.creds.mqtt_ingest_username, "x")
         with pytest.raises(ValueError):
             admin.add_device("a/+/b", "x")
+
+
+def test_stack_device_add_prints_a_password_the_broker_accepts(local_stack: LocalStack) -> None:
+    device_id = f"idt-cli-{uuid.uuid4().hex[:8]}"
+    port = local_stack.mosquitto.port
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "plumbing.cli", "stack", "device", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    added = cli("add", device_id)
+    assert added.returncode == 0, added.stderr
+    [password] = [line.split(": ", 1)[1] for line in added.stdout.splitlines()
+                  if line.startswith("password: ")]
+    try:
+        assert connack_code(port, device_id, password) == 0
+    finally:
+        removed = cli("remove", device_id)
+    assert removed.returncode == 0, removed.stderr
+    assert connack_code(port, device_id, password) in {5, 135}
+    refused = cli("add", local_stack.creds.mqtt_fleet_username)
+    assert refused.returncode == 1 and "stack's own MQTT users" in refused.stderr
