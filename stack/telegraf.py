@@ -167,8 +167,8 @@ class Telegraf(Service):
         self.forget_session()
         if not open_persistent_session(
             self.settings.stack_mqtt_port,
-            self.creds.mqtt_username,
-            self.creds.mqtt_password,
+            self.creds.mqtt_ingest_username,
+            self.creds.mqtt_ingest_password,
             client_id=self.settings.stack_telegraf_client_id,
             topic=TELEMETRY_TOPIC,
             qos=1,

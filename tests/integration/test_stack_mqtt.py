@@ -71,9 +71,9 @@ def test_a_session_left_subscribed_delivers_from_connack_without_a_subscribe(
     port, creds = local_stack.mosquitto.port, local_stack.creds
     client_id = f"test-session-{uuid.uuid4().hex[:8]}"
     topic = f"devices/test-{uuid.uuid4().hex[:8]}/telemetry"
-    assert open_persistent_session(port, creds.mqtt_username, creds.mqtt_password, client_id,
-                                   "devices/+/telemetry", qos=1)  # fmt: skip
-    pub = _client(local_stack)
+    user, password = creds.mqtt_ingest_username, creds.mqtt_ingest_password  # as Telegraf
+    assert open_persistent_session(port, user, password, client_id, "devices/+/telemetry", qos=1)
+    pub = _client(creds.mqtt_fleet_username, creds.mqtt_fleet_password)
     pub.connect("127.0.0.1", port)
     pub.loop_start()
     info = pub.publish(topic, b'{"seq": 1}', qos=1)
@@ -84,7 +84,7 @@ def test_a_session_left_subscribed_delivers_from_connack_without_a_subscribe(
     received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
     late = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                        protocol=mqtt.MQTTv311, clean_session=False)  # fmt: skip
-    late.username_pw_set(creds.mqtt_username, creds.mqtt_password)
+    late.username_pw_set(user, password)
     late.on_message = lambda c, u, m: received.put(m)
     late.connect("127.0.0.1", port)
     late.loop_start()
@@ -94,5 +94,4 @@ def test_a_session_left_subscribed_delivers_from_connack_without_a_subscribe(
     finally:
         late.loop_stop()
         late.disconnect()
-        assert connack_code(port, creds.mqtt_username, creds.mqtt_password,
-                            client_id=client_id) == 0  # ends the session  # fmt: skip
+        assert connack_code(port, user, password, client_id=client_id) == 0  # ends the session
