@@ -70,9 +70,9 @@ class MqttSender:
     def __init__(self, settings: DlqSettings, connect_timeout_s: float = 10.0) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=f"telemetry-dlq-replay-{uuid.uuid4().hex[:8]}")
-        if settings.mqtt_username:
-            password = settings.mqtt_password
-            self.client.username_pw_set(settings.mqtt_username,
+        if settings.dlq_mqtt_username:
+            password = settings.dlq_mqtt_password
+            self.client.username_pw_set(settings.dlq_mqtt_username,
                                         password.get_secret_value() if password else None)
         tls = settings.mqtt_tls_context()
         if tls is not None:
@@ -86,8 +86,8 @@ class MqttSender:
                 self.close()
                 raise ConnectionError(
                     f"MQTT broker {settings.mqtt_host}:{settings.mqtt_port} did not accept the "
-                    f"connection in {connect_timeout_s:.0f} s (check TELEMETRY_MQTT_USERNAME and "
-                    "TELEMETRY_MQTT_PASSWORD)")
+                    f"connection in {connect_timeout_s:.0f} s (check TELEMETRY_DLQ_MQTT_USERNAME "
+                    "and TELEMETRY_DLQ_MQTT_PASSWORD)")
             time.sleep(0.05)
         self._infos: dict[int, mqtt.MQTTMessageInfo | None] = {}
         self._next = 0

@@ -38,7 +38,8 @@ class DlqSettings(KafkaSettings, MqttTlsSettings):
     """MQTT broker host (replay of ingest's rejects)."""
     mqtt_port: int = 1883
     """MQTT broker port."""
-    mqtt_username: str | None = None
-    """MQTT user name (the local stack's: `telemetry stack env`)."""
-    mqtt_password: SecretStr | None = None
+    dlq_mqtt_username: str | None = None
+    """MQTT user name replay publishes as: one that may publish for every device it replays
+    (the local stack's `fleet` user: `telemetry stack env`)."""
+    dlq_mqtt_password: SecretStr | None = None
     """MQTT password (never logged)."""

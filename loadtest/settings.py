@@ -18,9 +18,10 @@ class SimulatorSettings(ObservabilitySettings):
     """MQTT broker host."""
     mqtt_port: int = 1883
     """MQTT broker port."""
-    mqtt_username: str | None = None
-    """MQTT user name (the local stack's: `telemetry stack env`)."""
-    mqtt_password: SecretStr | None = None
+    simulate_mqtt_username: str | None = None
+    """MQTT user name of the simulated fleet: one that may publish for every device it
+    simulates (the local stack's `fleet` user: `telemetry stack env`)."""
+    simulate_mqtt_password: SecretStr | None = None
     """MQTT password (never logged)."""
     simulate_health_port: int = 9105
     """Port of /metrics, /healthz and /readyz; 0 picks a free one."""

@@ -131,13 +131,14 @@ class Simulation:
             units=settings.simulate_units,
         )
         self.tally = SendTally(self.generator.devices)
-        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        secret = settings.simulate_mqtt_password
+        password = secret.get_secret_value() if secret else None
         client_id = (
             f"telemetry-simulator-{settings.simulate_device_prefix}{uuid.uuid4().hex[:8]}"
             f"-{share[0]}"
         )
         self.publisher = MqttPublisher(
-            settings.mqtt_host, settings.mqtt_port, client_id, settings.mqtt_username,
+            settings.mqtt_host, settings.mqtt_port, client_id, settings.simulate_mqtt_username,
             password, window=min(settings.simulate_max_inflight, MAX_WINDOW),
         )  # fmt: skip
         self.pacer: Pacer | None = None

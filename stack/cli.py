@@ -1,13 +1,15 @@
-"""`telemetry stack up | down | status [--json] | env`."""
+"""`telemetry stack up | down | status [--json] | env | device add|remove <id>`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shlex
 import sys
 
 from stack.local_stack import LocalStack
+from stack.mqtt_access import DynsecAdmin, DynsecError
 from stack.processes import StackError
 
 
@@ -34,6 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions.add_parser(
         "env", help="print `export` lines pointing the pipeline at this stack"
     ).set_defaults(func=_env)
+    dev = actions.add_parser(
+        "device",
+        help="an MQTT user for one real device (username = device id, may publish only to "
+        "devices/<id>/telemetry and devices/<id>/metadata)",
+    )
+    dev.add_argument("change", choices=["add", "remove"])
+    dev.add_argument("device_id")
+    dev.add_argument("--password", help="default: a new random one, printed")
+    dev.set_defaults(func=_device)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -65,6 +76,26 @@ def _status(args: argparse.Namespace) -> int:
 def _env(args: argparse.Namespace) -> int:
     for key, value in LocalStack().client_env().items():
         print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def _device(args: argparse.Namespace) -> int:
+    stack = LocalStack()
+    try:
+        with DynsecAdmin(stack.mosquitto.port, stack.creds) as admin:
+            if args.change == "remove":
+                admin.remove_device(args.device_id)
+                print(f"removed MQTT user {args.device_id!r} (if it existed)")
+                return 0
+            password = args.password or secrets.token_urlsafe(18)
+            admin.add_device(args.device_id, password)
+    except (OSError, DynsecError, ValueError) as exc:
+        print(f"stack device {args.change} failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"MQTT user {args.device_id!r} may publish to devices/{args.device_id}/telemetry "
+          f"and devices/{args.device_id}/metadata")
+    if not args.password:
+        print(f"password: {password}")
     return 0
 
 

@@ -91,14 +91,20 @@ class LocalStack:
         return out
 
     def client_env(self) -> dict[str, str]:
-        """Environment variables that point every pipeline component at this stack."""
+        """Environment variables that point every pipeline component at this stack, each MQTT
+        client with the user of its role: ingest subscribes, the simulator and `dlq replay`
+        publish for the fleet (stack/mqtt_access.py)."""
         c = self.creds
         return {
             "TELEMETRY_KAFKA_BOOTSTRAP_SERVERS": self.kafka.address,
             "TELEMETRY_MQTT_HOST": "127.0.0.1",
             "TELEMETRY_MQTT_PORT": str(self.mosquitto.port),
-            "TELEMETRY_MQTT_USERNAME": c.mqtt_username,
-            "TELEMETRY_MQTT_PASSWORD": c.mqtt_password,
+            "TELEMETRY_MQTT_USERNAME": c.mqtt_ingest_username,
+            "TELEMETRY_MQTT_PASSWORD": c.mqtt_ingest_password,
+            "TELEMETRY_SIMULATE_MQTT_USERNAME": c.mqtt_fleet_username,
+            "TELEMETRY_SIMULATE_MQTT_PASSWORD": c.mqtt_fleet_password,
+            "TELEMETRY_DLQ_MQTT_USERNAME": c.mqtt_fleet_username,
+            "TELEMETRY_DLQ_MQTT_PASSWORD": c.mqtt_fleet_password,
             "TELEMETRY_INFLUXDB_URL": self.influxdb.address,
             "TELEMETRY_INFLUXDB_ORG": c.influxdb_org,
             "TELEMETRY_INFLUXDB_BUCKET": c.influxdb_bucket,

@@ -1,4 +1,6 @@
-"""Mosquitto from Debian's packages, with persistence and password authentication."""
+"""Mosquitto from Debian's packages, with persistence and one MQTT user per role.
+
+Users and what they may do live in the dynamic-security plugin (stack/mqtt_access.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from stack.debian import ensure_debian_packages, installed_binary
+from stack.mqtt_access import plugin_path, write_config
 from stack.processes import start_process, wait_until
 from stack.service import Service
 
@@ -53,27 +56,16 @@ class Mosquitto(Service):
         binary = self._binary()
         data = self.run_dir / "data"
         data.mkdir(parents=True, exist_ok=True)
-        passwd = self.run_dir / "passwd"
-        subprocess.run(
-            [
-                "mosquitto_passwd",
-                "-b",
-                "-c",
-                str(passwd),
-                self.creds.mqtt_username,
-                self.creds.mqtt_password,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        passwd.chmod(0o600)
+        dynsec = self.run_dir / "dynamic-security.json"
+        write_config(dynsec, self.creds)
         conf = self.run_dir / "mosquitto.conf"
         conf.write_text(
             f"""# written by `telemetry stack up`
 user {getpass.getuser()}
 listener {self.port} 127.0.0.1
 allow_anonymous false
-password_file {passwd}
+plugin {plugin_path()}
+plugin_opt_config_file {dynsec}
 persistence true
 persistence_location {data}/
 autosave_interval 10
@@ -90,7 +82,9 @@ connection_messages true
         start_process([binary, "-c", str(conf)], self.pid_file, self.run_dir / "stdout.log")
 
     def is_ready(self) -> bool:
-        return connack_code(self.port, self.creds.mqtt_username, self.creds.mqtt_password) == 0
+        return connack_code(
+            self.port, self.creds.mqtt_ingest_username, self.creds.mqtt_ingest_password
+        ) == 0
 
     def wait_ready(self) -> None:
         wait_until(self.is_ready, 30, "mosquitto", self.pid_file, self.log_file)

@@ -109,7 +109,7 @@ class Telegraf(Service):
     def telegraf_config(self) -> TelegrafConfig:
         return TelegrafConfig(
             mqtt_url=f"tcp://127.0.0.1:{self.settings.stack_mqtt_port}",
-            mqtt_username=self.creds.mqtt_username,
+            mqtt_username=self.creds.mqtt_ingest_username,
             client_id=self.settings.stack_telegraf_client_id,
             influxdb_url=f"http://127.0.0.1:{self.settings.stack_influxdb_port}",
             influxdb_org=self.creds.influxdb_org,
@@ -128,7 +128,7 @@ class Telegraf(Service):
             self.pid_file,
             self.log_file,
             env={
-                ENV_MQTT_PASSWORD: self.creds.mqtt_password,
+                ENV_MQTT_PASSWORD: self.creds.mqtt_ingest_password,
                 ENV_INFLUXDB_TOKEN: self.creds.influxdb_token,
             },
         )
@@ -151,8 +151,8 @@ class Telegraf(Service):
         queue telemetry for it until it comes back: a benchmark starts it on no backlog."""
         code = connack_code(
             self.settings.stack_mqtt_port,
-            self.creds.mqtt_username,
-            self.creds.mqtt_password,
+            self.creds.mqtt_ingest_username,
+            self.creds.mqtt_ingest_password,
             client_id=self.settings.stack_telegraf_client_id,
         )
         if code != 0:
@@ -167,8 +167,8 @@ class Telegraf(Service):
         self.forget_session()
         if not open_persistent_session(
             self.settings.stack_mqtt_port,
-            self.creds.mqtt_username,
-            self.creds.mqtt_password,
+            self.creds.mqtt_ingest_username,
+            self.creds.mqtt_ingest_password,
             client_id=self.settings.stack_telegraf_client_id,
             topic=TELEMETRY_TOPIC,
             qos=1,

@@ -101,8 +101,9 @@ class Publisher:
     def __init__(self, stack_env: dict[str, str]) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
                                   client_id=f"{PREFIX}-pub-{uuid.uuid4().hex[:6]}")
-        self.client.username_pw_set(stack_env["TELEMETRY_MQTT_USERNAME"],
-                                    stack_env["TELEMETRY_MQTT_PASSWORD"])
+        # the fleet's user: ingest's may not publish (stack/mqtt_access.py)
+        self.client.username_pw_set(stack_env["TELEMETRY_SIMULATE_MQTT_USERNAME"],
+                                    stack_env["TELEMETRY_SIMULATE_MQTT_PASSWORD"])
         self.client.connect(stack_env["TELEMETRY_MQTT_HOST"],
                             int(stack_env["TELEMETRY_MQTT_PORT"]))
         self.client.loop_start()

@@ -207,7 +207,7 @@ def test_serves_metrics_and_stops_cleanly_on_sigterm(
 
 
 def test_wrong_password_fails_with_a_clear_message(stack_env: dict[str, str]) -> None:
-    env = {**stack_env, "TELEMETRY_MQTT_PASSWORD": "not-the-password"}
+    env = {**stack_env, "TELEMETRY_SIMULATE_MQTT_PASSWORD": "not-the-password"}
     done = run_simulator(env, ["--count", "5", "--health-port", str(free_port())], timeout=60)
     assert done.returncode == 1
     assert "refused" in done.stderr and "MQTT" in done.stderr

@@ -73,8 +73,11 @@ def test_data_survives_down_and_up(private_env: dict[str, str]) -> None:
     assert services["mosquitto"]["version"].startswith("2.")
     creds = status["credentials"]
     for key in (
-        "mqtt_username",
-        "mqtt_password",
+        "mqtt_ingest_username",
+        "mqtt_ingest_password",
+        "mqtt_fleet_username",
+        "mqtt_fleet_password",
+        "mqtt_admin_password",
         "influxdb_org",
         "influxdb_bucket",
         "influxdb_token",
@@ -136,15 +139,20 @@ def test_taken_port_names_the_port_and_the_setting(private_env: dict[str, str]) 
         assert "TELEMETRY_STACK_MQTT_PORT" in result.stderr
 
 
-def _client(stack: LocalStack) -> mqtt.Client:
+def _client(stack: LocalStack, publisher: bool = False) -> mqtt.Client:
+    """The fleet's user to publish, ingest's to subscribe (stack/mqtt_access.py)."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}")
-    c.username_pw_set(stack.creds.mqtt_username, stack.creds.mqtt_password)
+    creds = stack.creds
+    if publisher:
+        c.username_pw_set(creds.mqtt_fleet_username, creds.mqtt_fleet_password)
+    else:
+        c.username_pw_set(creds.mqtt_ingest_username, creds.mqtt_ingest_password)
     c.connect("127.0.0.1", stack.mosquitto.port)
     return c
 
 
 def _publish_retained(stack: LocalStack, topic: str, payload: bytes) -> None:
-    c = _client(stack)
+    c = _client(stack, publisher=True)
     c.loop_start()
     info = c.publish(topic, payload, qos=1, retain=True)
     info.wait_for_publish(10)

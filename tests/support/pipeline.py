@@ -99,13 +99,14 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
 
 
 class Publisher:
-    """A QoS 1 MQTT publisher with the stack's credentials; waits for every PUBACK."""
+    """A QoS 1 MQTT publisher with the stack's fleet user; waits for every PUBACK."""
 
     def __init__(self, stack: LocalStack) -> None:
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"e2e-pub-{uuid.uuid4().hex[:8]}"
         )
-        self.client.username_pw_set(stack.creds.mqtt_username, stack.creds.mqtt_password)
+        self.client.username_pw_set(stack.creds.mqtt_fleet_username,
+                                    stack.creds.mqtt_fleet_password)
         self.client.max_inflight_messages_set(1000)
         self.client.connect("127.0.0.1", stack.mosquitto.port)
         self.client.loop_start()
