@@ -12,6 +12,8 @@ and reading them back (tests/integration/test_sink_influxdb_escaping.py):
   the end of the key, cannot be written (InfluxDB refuses the line or, for an even run at the
   end, silently stores a different field).
 * A newline cannot be written anywhere outside a string field value.
+* Measurements are read back with `escape.Unescape`, which also drops the backslash of `\\=`
+  and `\\"`: a measurement holding either is refused.
 * The parser skips tabs and NUL bytes (with spaces) before the measurement and before the
   first field key, and no escape keeps them: a measurement or field key starting with one
   would be stored without it (found by the fuzz tests, tests/fuzz/).
@@ -70,6 +72,10 @@ def escape_measurement(name: str, dialect: Dialect = Dialect.INFLUXDB) -> str:
     if name.startswith(_SKIPPED_WHITESPACE):
         raise UnrepresentableError(
             "the measurement starts with a tab or NUL byte, which InfluxDB skips")
+    if "\\=" in name or '\\"' in name:
+        raise UnrepresentableError(
+            "the measurement holds a backslash before '=' or '\"', which InfluxDB reads as an "
+            "escape and drops (escape.Unescape)")
     _check_common(name, "measurement", dialect)
     return name.translate(_MEASUREMENT_ESCAPES)
 

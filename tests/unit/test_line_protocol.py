@@ -233,8 +233,8 @@ def test_a_field_key_starting_with_what_influxdb_skips_as_whitespace_is_refused(
         encode_point("m", {}, {bad: 1.0}, 1)
 
 
-@pytest.mark.parametrize("bad", ["\tm", "\x00m"])
-def test_a_measurement_starting_with_what_influxdb_skips_is_refused(bad: str) -> None:
+@pytest.mark.parametrize("bad", ["\tm", "\x00m", "a\\=b", 'a\\"b', "\\="])
+def test_a_measurement_influxdb_would_store_altered_is_refused(bad: str) -> None:
     with pytest.raises(UnrepresentableError):
         ReadingEncoder(bad)
 
