@@ -7,7 +7,7 @@ PYTHON ?= python3
 
 HELM := $(HOME)/.cache/helm/bin/helm
 
-.PHONY: run test lint stack-up stack-down clean-venv
+.PHONY: run test fuzz lint stack-up stack-down clean-venv
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(BIN)/.installed $(HELM)
 	$(BIN)/ruff check .; \
 	$(BIN)/mypy; \
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## make fuzz: a million hostile MQTT messages through ingest, the processors and the line
+## encoder, checked against InfluxDB's parser (no stack needed); FUZZ_ARGS="--inputs N ..."
+fuzz: $(BIN)/.installed
+	$(BIN)/python -m tests.fuzz.run $(FUZZ_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -70,6 +70,7 @@ def dead_letter(
         REJECTED.labels(stage=by_stage, reason=by_reason.value).inc(n)
     if len(detail) > MAX_DETAIL_CHARS:
         detail = detail[:MAX_DETAIL_CHARS] + " [...]"
+    detail = unicode_text(detail)
     listed, left_out = _listed(rejected_metrics)
     if left_out:
         detail += f" ({left_out} more rejected metrics not listed)"
@@ -80,8 +81,8 @@ def dead_letter(
         "reason": reason.value,
         "detail": detail,
         "stage": stage,
-        "device_id": device_id,
-        "metric": metric,
+        "device_id": None if device_id is None else unicode_text(device_id),
+        "metric": None if metric is None else unicode_text(metric),
         "source_topic": source_topic,
         "original": original,
         "original_format": original_format,
@@ -103,8 +104,21 @@ def _listed(rejected_metrics: Sequence[RejectedMetric]) -> tuple[list[dict[str, 
                  + len(r.reason.value) + _LISTED_OVERHEAD_BYTES)
         if used > MAX_REJECTED_METRICS_BYTES:
             return listed, len(rejected_metrics) - i
-        listed.append({"metric": r.metric, "reason": r.reason.value, "detail": detail})
+        listed.append({"metric": unicode_text(r.metric), "reason": r.reason.value,
+                       "detail": unicode_text(detail)})
     return listed, 0
+
+
+def unicode_text(text: str) -> str:
+    """`text` as Avro can write it: a lone UTF-16 surrogate (a tag key sent as `"\\ud800"`,
+    which is refused for it and then listed by name) shown as its `\\udXXX` escape."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def encode_dead_letter(record: dict[str, Any]) -> tuple[str, bytes | None, bytes]:

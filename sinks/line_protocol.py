@@ -12,6 +12,11 @@ and reading them back (tests/integration/test_sink_influxdb_escaping.py):
   the end of the key, cannot be written (InfluxDB refuses the line or, for an even run at the
   end, silently stores a different field).
 * A newline cannot be written anywhere outside a string field value.
+* Measurements are read back with `escape.Unescape`, which also drops the backslash of `\\=`
+  and `\\"`: a measurement holding either is refused.
+* The parser skips tabs and NUL bytes (with spaces) before the measurement and before the
+  first field key, and no escape keeps them: a measurement or field key starting with one
+  would be stored without it (found by the fuzz tests, tests/fuzz/).
 * InfluxDB splits a request body into lines with a scanner that treats a backslash as
   escaping the next byte and tracks double quotes; a tag holding a backslash-space before an
   unescaped quote makes it read past the end of the line. Such a line is valid alone, so
@@ -53,6 +58,8 @@ _TAG_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 _FIELD_KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", '"': '\\"'})
 _MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ "})
 _STRING_VALUE_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+#: What InfluxDB's `skipWhitespace` skips besides a space (which is escaped).
+_SKIPPED_WHITESPACE = ("\t", "\x00")
 #: An odd number of backslashes right before a byte the field parser treats as a separator.
 _ODD_BACKSLASHES_BEFORE_SEPARATOR = re.compile(r"(?<!\\)(?:\\\\)*\\[,= ]")
 
@@ -62,6 +69,13 @@ def escape_measurement(name: str, dialect: Dialect = Dialect.INFLUXDB) -> str:
         raise UnrepresentableError("the measurement name is empty")
     if name.startswith("#"):
         raise UnrepresentableError("a measurement starting with '#' reads as a comment line")
+    if name.startswith(_SKIPPED_WHITESPACE):
+        raise UnrepresentableError(
+            "the measurement starts with a tab or NUL byte, which InfluxDB skips")
+    if "\\=" in name or '\\"' in name:
+        raise UnrepresentableError(
+            "the measurement holds a backslash before '=' or '\"', which InfluxDB reads as an "
+            "escape and drops (escape.Unescape)")
     _check_common(name, "measurement", dialect)
     return name.translate(_MEASUREMENT_ESCAPES)
 
@@ -82,6 +96,12 @@ def escape_field_key(name: str, dialect: Dialect = Dialect.INFLUXDB) -> str:
         _check_common(name, what, dialect)
     except UnrepresentableError as exc:
         raise UnrepresentableError(str(exc), metric=name) from None
+    if name.startswith(_SKIPPED_WHITESPACE):
+        raise UnrepresentableError(
+            f"{what} starts with a tab or NUL byte, which InfluxDB's field parser skips as "
+            "whitespace: the field would be stored under another name",
+            metric=name,
+        )
     if dialect is Dialect.TDENGINE:
         return name.translate(_TAG_ESCAPES)
     if _ODD_BACKSLASHES_BEFORE_SEPARATOR.search(name):

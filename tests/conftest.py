@@ -7,8 +7,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from stack.local_stack import LocalStack
+
+# Property tests (tests/unit/test_fuzz_*.py). `ci`, the default: a bounded number of examples
+# from a fixed derandomized seed and no example database, so `make test` takes the same time
+# and finds the same things on every machine. `dev` searches more, at random, and remembers
+# failures in .hypothesis/. Pick with HYPOTHESIS_PROFILE=dev; `make fuzz` goes further.
+settings.register_profile(
+    "ci", max_examples=150, derandomize=True, database=None, deadline=None,
+    print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 

@@ -33,6 +33,21 @@ def test_a_batch_becomes_raw_readings_keyed_by_device() -> None:
     ]
 
 
+def test_a_tag_key_that_is_a_lone_surrogate_is_refused_alone_and_listed_escaped() -> None:
+    # Found by `make fuzz`: the refused key was listed as sent, Avro could not write it as
+    # UTF-8, and records_for raised, so the service dead-lettered the whole message as an
+    # internal error and the device's good tags were lost.
+    payload = b'{"\\ud800": "x", "site": "berlin"}'
+    kind, [record, letter_record] = records_for("devices/d1/metadata", payload, SETTINGS, 99)
+    assert kind == "metadata" and record.value is not None
+    assert codec.decode(record.value)["tags"] == {"site": "berlin"}
+    assert letter_record.value is not None
+    letter = codec.decode(letter_record.value)
+    assert letter["reason"] == "invalid_tag"
+    assert [m["metric"] for m in letter["rejected_metrics"]] == ["\\ud800"]
+    assert letter["original"] == payload
+
+
 @pytest.mark.parametrize(
     ("topic", "payload", "reason", "device_id"),
     [

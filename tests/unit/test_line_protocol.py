@@ -217,3 +217,27 @@ def test_cached_series_do_not_leak_between_readings() -> None:
     second = enc.encode(reading(tags={"site": "b"}))
     again = enc.encode(reading(tags={"site": "a"}))
     assert "site=a" in first and "site=b" in second and again == first
+
+
+@pytest.mark.parametrize("bad", ["\tlead", "\x00lead", "\t", "\x00"])
+def test_a_field_key_starting_with_what_influxdb_skips_as_whitespace_is_refused(
+    bad: str,
+) -> None:
+    # Found by `make fuzz`: InfluxDB's scanFields skips tabs and NULs before the first field
+    # key, so "\tlead=1.0" was stored as field "lead". validate refuses control characters,
+    # but a user's step after it (or another producer of telemetry.enriched) may not.
+    with pytest.raises(UnrepresentableError) as info:
+        ReadingEncoder().encode(reading(fields={bad: 1.0, "ok": 2.0}))
+    assert info.value.metric == bad
+    with pytest.raises(UnrepresentableError):
+        encode_point("m", {}, {bad: 1.0}, 1)
+
+
+@pytest.mark.parametrize("bad", ["\tm", "\x00m", "a\\=b", 'a\\"b', "\\="])
+def test_a_measurement_influxdb_would_store_altered_is_refused(bad: str) -> None:
+    with pytest.raises(UnrepresentableError):
+        ReadingEncoder(bad)
+
+
+def test_a_tab_or_nul_inside_a_field_key_is_kept() -> None:
+    assert escape_field_key("a\tb\x00") == "a\tb\x00"
