@@ -188,7 +188,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the pipeline under load while faults are injected (kills, server restarts, "
         "pauses); counts lost and duplicated readings by seq",
         description="Starts ingest, process and sink of its own and the simulator, injects "
-        "the faults at even intervals during the load, drains, then counts per device the "
+        "the faults during the load (each after the previous one drained), drains, then counts "
+        "per device the "
         "readings lost (seqs 1..max not stored) and stored twice. Writes report.json to "
         "loadtest/reports/chaos-<time>/; exits 1 on any loss, duplicate or failed fault. "
         "Server faults act on the stack named by TELEMETRY_STACK_* (use one of your own).",
