@@ -137,6 +137,11 @@ class SeqWatcher:
                 return self.since
             return max(self.since, min(self.latest_time.values()))
 
+    def snapshot(self) -> tuple[dict[str, int], dict[str, datetime]]:
+        """(device -> newest seq seen, device -> its time), copies."""
+        with self._lock:
+            return dict(self.latest), dict(self.latest_time)
+
     def stored_with_seq(self) -> int:
         with self._lock:
             return sum(self.latest.values())

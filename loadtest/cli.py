@@ -1,4 +1,4 @@
-"""Subcommands of `telemetry` for the loadtest package: simulate, run, benchmark, query.
+"""Subcommands of `telemetry` for the loadtest package: simulate, run, benchmark, chaos, query.
 
 Options are declared here and the modules load only when their command runs, so these
 commands add nothing to the start-up time of every other `telemetry` command.
@@ -39,7 +39,7 @@ def _pipeline_options(p: argparse.ArgumentParser, bad_ratio: float, seed: int | 
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Adds `simulate`, `run`, `benchmark` and `query`."""
+    """Adds `simulate`, `run`, `benchmark`, `chaos` and `query`."""
     p = sub.add_parser(
         "simulate",
         help="simulated devices publishing telemetry over MQTT (good and, optionally, bad)",
@@ -182,6 +182,45 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "compares loss, latency, CPU and memory per message",
     )
     b.set_defaults(func=_lazy("loadtest.benchmark"))
+
+    c = sub.add_parser(
+        "chaos",
+        help="the pipeline under load while faults are injected (kills, server restarts, "
+        "pauses); counts lost and duplicated readings by seq",
+        description="Starts ingest, process and sink of its own and the simulator, injects "
+        "the faults during the load (each after the previous one drained), drains, then counts "
+        "per device the "
+        "readings lost (seqs 1..max not stored) and stored twice. Writes report.json to "
+        "loadtest/reports/chaos-<time>/; exits 1 on any loss, duplicate or failed fault. "
+        "Server faults act on the stack named by TELEMETRY_STACK_* (use one of your own).",
+    )
+    c.add_argument(
+        "--fault",
+        required=True,
+        help="comma-separated, in order: kill-ingest, kill-process, kill-sink, "
+        "restart-mosquitto, restart-kafka, restart-influxdb, pause-kafka[:S], "
+        "pause-influxdb[:S] (S seconds, default 10); or all",
+    )
+    c.add_argument("--times", type=int, default=1, help="each fault this many times (default 1)")
+    c.add_argument("--rate", type=float, default=200.0, help="msg/s, all devices (default 200)")
+    c.add_argument(
+        "--duration", type=float, default=60.0, help="seconds of load (default 60)"
+    )
+    c.add_argument("--devices", type=int, default=20, help="simulated devices (default 20)")
+    c.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    c.add_argument(
+        "--payload",
+        choices=("uniform", "no-ts"),
+        default="uniform",
+        help="uniform (default): one reading of 4 metrics, epoch-ms ts; no-ts: the same "
+        "without ts (ingest stamps its receive time, so a redelivery is a second point)",
+    )
+    c.add_argument(
+        "--drain-timeout", type=float, default=180.0,
+        help="max seconds to drain after the load (default 180)",
+    )
+    c.add_argument("--reports-dir", type=Path, help="where reports go (default loadtest/reports)")
+    c.set_defaults(func=_lazy("loadtest.chaos"))
 
     q = sub.add_parser(
         "query",

@@ -118,6 +118,19 @@ class InfluxProbe:
         )
         return {str(r["device_id"]): int(r["_value"]) for r in self.query(flux)}
 
+    def seq_values(self, prefix: str, start: datetime, stop: datetime) -> dict[str, list[int]]:
+        """device -> every stored seq value, one per stored point (a seq stored twice, at two
+        times or in two series, appears twice): what `telemetry chaos` audits."""
+        flux = self._run_filter(prefix, start, stop) + (
+            '  |> filter(fn: (r) => r._field == "seq")\n'
+            '  |> keep(columns: ["device_id", "_value"])\n'
+        )
+        out: dict[str, list[int]] = {}
+        for r in self.query(flux):
+            if r.get("_value") is not None:
+                out.setdefault(str(r["device_id"]), []).append(int(r["_value"]))
+        return out
+
     def point_counts(self, prefix: str, start: datetime, stop: datetime) -> dict[str, int]:
         """device -> number of distinct points (timestamps), whatever fields they hold."""
         flux = self._run_filter(prefix, start, stop) + (
