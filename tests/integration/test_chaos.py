@@ -1,10 +1,14 @@
-"""`telemetry chaos` against the real stack: ingest and process SIGKILLed once each under a low
+"""`telemetry chaos` against the real stack: ingest, then the processors, SIGKILLed under a low
 load, and nothing lost or stored twice. Only component faults here: they kill processes the
 command started itself, so the test is safe on the shared stack of `make test`. The server
 faults (restart-*, pause-*) act on the stack's servers and are left to the documented long
 command, on a stack of one's own (loadtest/README.md, "telemetry chaos").
 
-The second test deletes one stored point and checks that the same count calls it lost: the
+Killing the processors is expected to fail for now: in 2 of 10 kills the harness found
+readings that reached telemetry.raw and never telemetry.enriched (issue 8, open; the
+kill-process test is an xfail that says so, and passes when the loss does not happen).
+
+The last test deletes one stored point and checks that the same count calls it lost: the
 audit can fail."""
 
 from __future__ import annotations
@@ -25,12 +29,9 @@ from loadtest.influx_probe import InfluxProbe, flux_string, prefix_regex
 from loadtest.run import influx_target
 
 
-@pytest.fixture(scope="module")
-def chaos_report(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-                 ) -> dict[str, Any]:
-    reports = tmp_path_factory.mktemp("chaos")
+def run_chaos(faults: str, stack_env: dict[str, str], reports: Path) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "plumbing.cli", "chaos", "--fault", "kill-ingest,kill-process",
+        [sys.executable, "-m", "plumbing.cli", "chaos", "--fault", faults,
          "--rate", "100", "--duration", "20", "--devices", "10", "--drain-timeout", "150",
          "--reports-dir", str(reports)],
         env={**os.environ, **stack_env},
@@ -46,11 +47,14 @@ def chaos_report(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFac
     return report
 
 
-def test_killing_ingest_and_process_loses_and_duplicates_nothing(
-    chaos_report: dict[str, Any],
-) -> None:
-    report = chaos_report
-    assert [f["fault"] for f in report["faults"]] == ["kill-ingest", "kill-process"]
+@pytest.fixture(scope="module")
+def chaos_report(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+                 ) -> dict[str, Any]:
+    return run_chaos("kill-ingest", stack_env, tmp_path_factory.mktemp("chaos"))
+
+
+def assert_nothing_lost_or_doubled(report: dict[str, Any], faults: list[str]) -> None:
+    assert [f["fault"] for f in report["faults"]] == faults
     for fault in report["faults"]:
         assert fault["error"] is None, fault
         assert fault["new_pid"] != fault["killed_pid"]
@@ -62,6 +66,20 @@ def test_killing_ingest_and_process_loses_and_duplicates_nothing(
     assert report["drain"]["drained"] is True
     assert report["verdict"] == {"passed": True, "reasons": []}
     assert report["_exit"] == 0, report["_output"]
+
+
+def test_killing_ingest_loses_and_duplicates_nothing(chaos_report: dict[str, Any]) -> None:
+    assert_nothing_lost_or_doubled(chaos_report, ["kill-ingest"])
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "issue 8, open: a SIGKILLed processors worker lost readings in 2 of 10 kills (they reached "
+    "telemetry.raw, never telemetry.enriched); root cause not found yet"))
+def test_killing_the_processors_loses_and_duplicates_nothing(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert_nothing_lost_or_doubled(run_chaos("kill-process", stack_env, tmp_path),
+                                   ["kill-process"])
 
 
 def test_a_point_deleted_after_the_run_counts_as_lost(
