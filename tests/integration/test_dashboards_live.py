@@ -143,6 +143,7 @@ def run(
     started = datetime.now(UTC)
     pipeline = RunningPipeline(local_stack, stack_env, log_dir).start()
     dead_port = free_port()
+    (log_dir / "dead").mkdir()
     dead_sink = Component(
         ["sink", "influxdb"],
         {
@@ -152,11 +153,21 @@ def run(
             "TELEMETRY_INFLUXDB_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens
             "TELEMETRY_SINK_INFLUXDB_GROUP_ID": f"dashboards-dead-sink-{run_id}",
             "TELEMETRY_SINK_RETRY_MAX_S": "2",
+            "TELEMETRY_SINK_SHUTDOWN_TIMEOUT_S": "1",  # its last batch can never be written
         },
         log_dir / "dead",
         dead_port,
     )
-    (log_dir / "dead").mkdir()
+    summary_path = log_dir / "simulate-summary.json"
+    sim_port = free_port()
+    simulator = Component(
+        ["simulate", "--devices", "6", "--rate", "40", "--bad-ratio", "0.2",
+         "--duration", "15", "--ts-format", "epoch_ms", "--device-prefix", prefix,
+         "--summary", str(summary_path), "--health-port", str(sim_port)],
+        {**stack_env, "TELEMETRY_LOG_FORMAT": "json"},
+        log_dir,
+        sim_port,
+    )  # fmt: skip
     targets = f"dashboards-{run_id}"
     influx = InfluxDBClient(
         url=local_stack.influxdb.address,
@@ -176,16 +187,6 @@ def run(
 
         wait_for(all_up, 30, "Prometheus to scrape the run's processes", pipeline.logs)
 
-        summary_path = log_dir / "simulate-summary.json"
-        sim_port = free_port()
-        simulator = Component(
-            ["simulate", "--devices", "6", "--rate", "40", "--bad-ratio", "0.2",
-             "--duration", "15", "--ts-format", "epoch_ms", "--device-prefix", prefix,
-             "--summary", str(summary_path), "--health-port", str(sim_port)],
-            {**stack_env, "TELEMETRY_LOG_FORMAT": "json"},
-            log_dir,
-            sim_port,
-        )  # fmt: skip
         simulator.start(ready_timeout=30)
         gap_device = f"{prefix}gap-0001"
         now_ms = int(time.time() * 1000)
@@ -193,7 +194,7 @@ def run(
             reading = {"ts": now_ms - 10_000 + i * 1000, "seq": seq, "metrics": {"humidity": 50.0}}
             publisher.publish(f"devices/{gap_device}/telemetry", json.dumps(reading).encode())
         assert simulator.proc is not None
-        simulator.proc.wait(timeout=60)
+        assert simulator.proc.wait(timeout=60) == 0, simulator.tail()
         summary = json.loads(summary_path.read_text())
         assert summary["bad_messages"] > 0, summary
         expected = summary["expected_good_points"] + len(GAP_SEQS)
@@ -232,6 +233,7 @@ def run(
         time.sleep(SCRAPE_INTERVAL_MS / 1000 * 2)  # two more samples after the run: rates
         yield LiveRun(local_stack, prefix, devices, gap_device, len(stored), lost, started, influx)
     finally:
+        simulator.stop()
         publisher.close()
         prometheus.unregister_targets(targets)
         dead_sink.stop()
