@@ -78,6 +78,8 @@ def create_app(
         producer_linger=settings.process_linger_ms / 1000.0,
         producer_max_batch_size=settings.process_producer_batch_bytes,
         broker_commit_interval=settings.process_commit_interval_s,
+        broker_session_timeout=settings.process_session_timeout_s,
+        broker_heartbeat_interval=settings.process_session_timeout_s / 3,
         consumer_auto_offset_reset=settings.process_auto_offset_reset,
     )
     device_tags = DeviceTags(app)

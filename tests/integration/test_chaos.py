@@ -4,9 +4,8 @@ command started itself, so the test is safe on the shared stack of `make test`. 
 faults (restart-*, pause-*) act on the stack's servers and are left to the documented long
 command, on a stack of one's own (loadtest/README.md, "telemetry chaos").
 
-Killing the processors is expected to fail for now: in 2 of 10 kills the harness found
-readings that reached telemetry.raw and never telemetry.enriched (issue 8, open; the
-kill-process test is an xfail that says so, and passes when the loss does not happen).
+The kill-process test is what found that the pinned Faust fetcher change
+(`process_fetcher_patch`, now off by default) lost readings across a worker's restart.
 
 The last test deletes one stored point and checks that the same count calls it lost: the
 audit can fail."""
@@ -72,9 +71,6 @@ def test_killing_ingest_loses_and_duplicates_nothing(chaos_report: dict[str, Any
     assert_nothing_lost_or_doubled(chaos_report, ["kill-ingest"])
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 8, open: a SIGKILLed processors worker lost readings in 2 of 10 kills (they reached "
-    "telemetry.raw, never telemetry.enriched); root cause not found yet"))
 def test_killing_the_processors_loses_and_duplicates_nothing(
     stack_env: dict[str, str], tmp_path: Path
 ) -> None:

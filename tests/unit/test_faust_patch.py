@@ -48,7 +48,7 @@ def test_the_copy_differs_from_upstream_in_the_delivery_line_only() -> None:
     assert ours == [*upstream[:i], changed, *upstream[i + 3:]]
 
 
-def test_the_app_applies_it_unless_told_not_to(tmp_path: Any) -> None:
+def test_the_app_applies_it_only_when_told_to(tmp_path: Any) -> None:
     from processors.app import create_app
     from processors.settings import ProcessorSettings
 
@@ -58,10 +58,10 @@ def test_the_app_applies_it_unless_told_not_to(tmp_path: Any) -> None:
     original = Consumer._drain_messages
     try:
         Consumer._drain_messages = faust_patch._UPSTREAM_DRAIN  # type: ignore[method-assign]
-        create_app(ProcessorSettings(process_data_dir=str(tmp_path),
-                                     process_fetcher_patch=False), never)
-        assert Consumer._drain_messages is faust_patch._UPSTREAM_DRAIN
         create_app(ProcessorSettings(process_data_dir=str(tmp_path)), never)
+        assert Consumer._drain_messages is faust_patch._UPSTREAM_DRAIN  # off by default
+        create_app(ProcessorSettings(process_data_dir=str(tmp_path),
+                                     process_fetcher_patch=True), never)
         assert Consumer._drain_messages is faust_patch._drain_messages
     finally:
         Consumer._drain_messages = original  # type: ignore[method-assign]
