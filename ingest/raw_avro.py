@@ -12,21 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from schemas.avro_binary import DOUBLE, layout_of, long_bytes, string_bytes
+from schemas.avro_binary import DOUBLE, RAW_READING_LAYOUT, layout_of, long_bytes, string_bytes
 from schemas.codec import MAGIC, default_codec
 
-#: The newest RawReading's fields this writer implements: (name, type) without docs.
-LAYOUT: list[tuple[str, Any]] = [
-    ("device_id", "string"),
-    ("ts", ["null", "long", "string"]),
-    ("received_at_ms", "long"),
-    ("seq", ["null", "long", "string"]),
-    ("metrics", {"type": "array", "items": {"type": "record", "name": "RawMetric", "fields": [
-        ("name", "string"),
-        ("value", ["null", "double", "long", "boolean", "string"]),
-        ("unit", ["null", "string"]),
-    ]}}),
-]
+LAYOUT = RAW_READING_LAYOUT
 
 _DOUBLE = DOUBLE.pack
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from schemas.avro_binary import (
     DOUBLE,
+    RAW_READING_LAYOUT,
     AvroBinaryError,
     is_int64,
     layout_of,
@@ -25,18 +26,7 @@ from schemas.avro_binary import (
 )
 from schemas.codec import HEADER_LEN, MAGIC, AvroCodec, CodecError
 
-#: The RawReading layout `RawReadingReader` reads (as in ingest/raw_avro.py, which writes it).
-RAW_LAYOUT: list[tuple[str, Any]] = [
-    ("device_id", "string"),
-    ("ts", ["null", "long", "string"]),
-    ("received_at_ms", "long"),
-    ("seq", ["null", "long", "string"]),
-    ("metrics", {"type": "array", "items": {"type": "record", "name": "RawMetric", "fields": [
-        ("name", "string"),
-        ("value", ["null", "double", "long", "boolean", "string"]),
-        ("unit", ["null", "string"]),
-    ]}}),
-]
+RAW_LAYOUT = RAW_READING_LAYOUT
 
 #: The EnrichedReading layout `EnrichedReadingWriter` writes.
 ENRICHED_LAYOUT: list[tuple[str, Any]] = [

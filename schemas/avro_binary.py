@@ -11,6 +11,20 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+#: The RawReading layout the hand-written writer (ingest) and reader (processors) implement:
+#: (name, type) without docs and defaults, as `layout_of` gives it.
+RAW_READING_LAYOUT: list[tuple[str, Any]] = [
+    ("device_id", "string"),
+    ("ts", ["null", "long", "string"]),
+    ("received_at_ms", "long"),
+    ("seq", ["null", "long", "string"]),
+    ("metrics", {"type": "array", "items": {"type": "record", "name": "RawMetric", "fields": [
+        ("name", "string"),
+        ("value", ["null", "double", "long", "boolean", "string"]),
+        ("unit", ["null", "string"]),
+    ]}}),
+]
+
 _ONE_BYTE = [bytes((z,)) for z in range(128)]
 DOUBLE = struct.Struct("<d")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
