@@ -3,8 +3,9 @@
 fastavro spends ~25 µs on one reading of 4 metrics, most of it choosing union branches; this
 writer knows the schema and takes ~6 µs. Its bytes are exactly the codec's (the unit tests
 compare them over ordinary, hostile and random readings). It is used only while the newest
-`RawReading` in `schemas/` has the layout it was written for (`LAYOUT`); any other layout
-(a v2 added to the schemas) falls back to the codec until this writer is updated.
+`RawReading` in `schemas/` has the layout it was written for
+(`schemas.avro_binary.RAW_READING_LAYOUT`); any other layout (a v2 added to the schemas)
+falls back to the codec until this writer is updated.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from schemas.avro_binary import DOUBLE, RAW_READING_LAYOUT, layout_of, long_bytes, string_bytes
-from schemas.codec import MAGIC, default_codec
-
-LAYOUT = RAW_READING_LAYOUT
+from schemas.avro_binary import (
+    DOUBLE,
+    RAW_READING_LAYOUT,
+    layout_header,
+    long_bytes,
+    string_bytes,
+)
+from schemas.codec import default_codec
 
 _DOUBLE = DOUBLE.pack
 
@@ -53,15 +58,8 @@ _VALUE: dict[type, Callable[[Any], bytes]] = {
     float: _double, int: _int, bool: _bool, str: _str, type(None): _null}
 
 
-def _header() -> bytes | None:
-    schema = default_codec().schema("RawReading")
-    if layout_of(schema.raw) != LAYOUT:
-        return None
-    return MAGIC + schema.fingerprint
-
-
-#: MAGIC + fingerprint of the newest RawReading, or None when its layout is not LAYOUT.
-HEADER = _header()
+#: MAGIC + fingerprint of the newest RawReading, or None when its layout is another.
+HEADER = layout_header(default_codec(), "RawReading", RAW_READING_LAYOUT)
 
 
 def encode_raw_reading(reading: dict[str, Any]) -> bytes:

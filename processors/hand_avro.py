@@ -18,15 +18,13 @@ from schemas.avro_binary import (
     RAW_READING_LAYOUT,
     AvroBinaryError,
     is_int64,
-    layout_of,
+    layout_header,
     long_bytes,
     read_long,
     read_string,
     string_bytes,
 )
-from schemas.codec import HEADER_LEN, MAGIC, AvroCodec, CodecError
-
-RAW_LAYOUT = RAW_READING_LAYOUT
+from schemas.codec import HEADER_LEN, AvroCodec
 
 #: The EnrichedReading layout `EnrichedReadingWriter` writes.
 ENRICHED_LAYOUT: list[tuple[str, Any]] = [
@@ -47,21 +45,12 @@ _CACHED_BYTES = 1024
 _pack_double = DOUBLE.pack
 
 
-def _header(codec: AvroCodec, name: str, layout: list[tuple[str, Any]]) -> bytes | None:
-    """MAGIC + fingerprint of the codec's newest `name`, or None when it is not `layout`."""
-    try:
-        schema = codec.schema(name)
-    except CodecError:
-        return None
-    return MAGIC + schema.fingerprint if layout_of(schema.raw) == layout else None
-
-
 class RawReadingReader:
     """`decode(data)` is `codec.decode(data, reader="RawReading")`, faster."""
 
     def __init__(self, codec: AvroCodec) -> None:
         self.codec = codec
-        self.header = _header(codec, "RawReading", RAW_LAYOUT)
+        self.header = layout_header(codec, "RawReading", RAW_READING_LAYOUT)
 
     def decode(self, data: bytes) -> dict[str, Any]:
         if self.header is not None and data[:HEADER_LEN] == self.header:
@@ -138,7 +127,7 @@ class EnrichedReadingWriter:
 
     def __init__(self, codec: AvroCodec) -> None:
         self.codec = codec
-        self.header = _header(codec, "EnrichedReading", ENRICHED_LAYOUT)
+        self.header = layout_header(codec, "EnrichedReading", ENRICHED_LAYOUT)
         #: Metric names, and whole unit and tag maps, as Avro: the same few over and over
         self._names: dict[str, bytes] = {}
         self._string_maps: dict[tuple[Any, ...], bytes] = {}

@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from schemas.codec import MAGIC, AvroCodec, CodecError
+
 #: The RawReading layout the hand-written writer (ingest) and reader (processors) implement:
 #: (name, type) without docs and defaults, as `layout_of` gives it.
 RAW_READING_LAYOUT: list[tuple[str, Any]] = [
@@ -99,3 +101,13 @@ def layout_of(raw: dict[str, Any]) -> list[tuple[str, Any]]:
         return t
 
     return [(f["name"], strip(f["type"])) for f in raw["fields"]]
+
+
+def layout_header(codec: AvroCodec, name: str, layout: list[tuple[str, Any]]) -> bytes | None:
+    """The single-object header (magic + fingerprint) of the codec's newest `name` when its
+    layout is `layout`, else None: a hand-written reader or writer is used only then."""
+    try:
+        schema = codec.schema(name)
+    except CodecError:
+        return None
+    return MAGIC + schema.fingerprint if layout_of(schema.raw) == layout else None

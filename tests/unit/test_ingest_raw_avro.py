@@ -23,7 +23,7 @@ def readings(payload: str | bytes) -> list[dict[str, Any]]:
 
 
 def test_the_fast_writer_is_in_use_for_the_shipped_schema() -> None:
-    """If this fails, the newest RawReading changed: update raw_avro.LAYOUT and the writer."""
+    """If this fails, the newest RawReading changed: update RAW_READING_LAYOUT and the writer."""
     assert raw_avro.HEADER is not None
     assert b"\xc3\x01" + default_codec().schema("RawReading").fingerprint == raw_avro.HEADER
 
